@@ -1,0 +1,96 @@
+"""The HiNeRV model configuration: a frozen dataclass that is serialised field by field into the bitstream."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+def _positive(name: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class HiNeRVConfig:
+    """Everything needed to rebuild the network (not its weights) from a bitstream.
+
+    The model maps a frame index to an output grid of ``height`` x ``width`` pixels with ``out_channels``
+    channels (for 4:2:0 video: the chroma-plane size with 4 luma sub-pixels + U + V). The base grid has
+    ``ceil(height / prod(strides))`` rows; the padded output is cropped back to ``height`` x ``width``.
+    """
+
+    frames: int  # number of frames the model represents (T)
+    height: int  # output grid height before internal padding
+    width: int  # output grid width before internal padding
+    out_channels: int  # channels of the head (e.g. 6 for 4:2:0: 4 Y sub-pixels, U, V)
+    strides: tuple[int, ...]  # upsampling factor of each stage
+    channels: tuple[int, ...]  # feature width at the output of each stage (the stem outputs channels[0])
+    depths: tuple[int, ...]  # ConvNeXt blocks per stage
+    expansions: tuple[int, ...]  # MLP expansion ratio per stage
+    grid_frames: int  # temporal size of base-grid level 0 (level l has grid_frames / 2**l)
+    grid_channels: int  # channels of base-grid level 0 (level l has grid_channels * 2**l)
+    local_frames: int  # temporal size of level 0 of each stage's local grids
+    local_channels: int  # C_loc of stage 1 local grids; stage n uses C_loc * 0.5**(n-1), level l * 2**l
+    grid_levels: int = 2  # levels of the base temporal grid
+    local_levels: int = 3  # temporal levels of the hierarchical encoding
+    version: int = 1  # bumped whenever the meaning of a field changes
+
+    def __post_init__(self) -> None:
+        for name in ("frames", "height", "width", "out_channels", "grid_frames", "grid_channels",
+                     "local_frames", "local_channels", "grid_levels", "local_levels", "version"):
+            _positive(name, getattr(self, name))
+        n = len(self.strides)
+        if n == 0 or n > 8:
+            raise ValueError(f"strides must have 1 to 8 stages, got {self.strides!r}")
+        for name in ("channels", "depths", "expansions"):
+            seq = getattr(self, name)
+            if len(seq) != n:
+                raise ValueError(f"{name} must have one entry per stage ({n}), got {seq!r}")
+            for v in seq:
+                _positive(f"{name} entry", v)
+        for s in self.strides:
+            _positive("stride", s)
+            if s > 16:
+                raise ValueError(f"strides must be at most 16, got {s}")
+        if self.version != 1:
+            raise ValueError(f"model config version {self.version} is not supported (expected 1)")
+        if max(self.channels) > 4096 or max(self.expansions) > 16 or max(self.depths) > 64:
+            raise ValueError("channels (<=4096), expansions (<=16) or depths (<=64) out of range")
+        if self.frames > 1_000_000 or self.height > 65536 or self.width > 65536:
+            raise ValueError(f"video geometry out of range: {self.frames}x{self.height}x{self.width}")
+        if self.grid_levels > 8 or self.local_levels > 8 or self.out_channels > 64:
+            raise ValueError("grid_levels/local_levels (<=8) or out_channels (<=64) out of range")
+        if self.grid_channels * 2 ** (self.grid_levels - 1) > 4096:
+            raise ValueError("grid_channels too large")
+        if self.local_channels * 2 ** (self.local_levels - 1) > 4096 or self.grid_frames > self.frames * 4 + 16:
+            raise ValueError("local_channels or grid_frames out of range")
+        if self.local_frames > self.frames * 4 + 16:
+            raise ValueError("local_frames out of range")
+        # Width of each stage's local grid at level 0: C_loc * 0.5**(n-1), never below 1.
+        if self.base_height * self.upscale > 65536 + self.upscale or self.base_width * self.upscale > 65536 + self.upscale:
+            raise ValueError("padded output too large")
+
+    @property
+    def upscale(self) -> int:
+        """Total upsampling factor from the base grid to the output grid."""
+        return math.prod(self.strides)
+
+    @property
+    def base_height(self) -> int:
+        return -(-self.height // self.upscale)
+
+    @property
+    def base_width(self) -> int:
+        return -(-self.width // self.upscale)
+
+    def stage_sizes(self) -> list[tuple[int, int]]:
+        """(rows, cols) of the padded feature map after the stem (index 0) and after each stage."""
+        sizes = [(self.base_height, self.base_width)]
+        for s in self.strides:
+            h, w = sizes[-1]
+            sizes.append((h * s, w * s))
+        return sizes
+
+    def local_channels_at(self, stage: int) -> int:
+        """C_loc,n = C_loc * 0.5**(n-1) for stage n (1-based), at least 1."""
+        return max(1, self.local_channels >> (stage - 1))

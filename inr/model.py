@@ -1,0 +1,116 @@
+"""HiNeRV: a hierarchical-encoding neural representation of a video.
+
+Kwan et al., "HiNeRV: Video Compression with Hierarchical Encoding-based Neural Representation",
+NeurIPS 2023. Written from the paper's description; see ../shared/DESIGN.md section 3.
+
+Data flow for frame index t (shapes channels-last)::
+
+    t ─► TemporalGrid (levels lerped in t, concat)        (B, h0, w0, C_grid_total)
+      ─► stem: conv 3x3                                    (B, h0, w0, C_1)
+      ─► stage n = 1..N:
+           LayerNorm (no affine) ─► bilinear upsample x s_n
+           ─► + HierarchicalEncoding_n(t)[h mod s_n, w mod s_n]
+           ─► D_n ConvNeXt blocks (the first may change the width)     (B, h_n, w_n, C_n)
+      ─► head: Linear ─► sigmoid                           (B, H, W, out_channels)
+
+The output grid is padded to base * prod(strides) internally and cropped back. Any output region can be
+rendered alone (patch mode) and equals the same pixels of the whole frame: see ``inr.regions``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import HiNeRVConfig
+from .layers import ConvNeXtBlock, HierarchicalEncoding, TemporalGrid, depthwise_conv_nhwc, upsample_bilinear
+from .regions import Region, crop_to, grow, plan_regions
+
+
+class Stage(nn.Module):
+    """One upsampling stage: hierarchical encoding plus a stack of ConvNeXt blocks."""
+
+    def __init__(self, stride: int, in_channels: int, out_channels: int, depth: int, expansion: int,
+                 frames: int, local_frames: int, local_channels: int, local_levels: int) -> None:
+        super().__init__()
+        self.stride = stride
+        self.encoding = HierarchicalEncoding(stride, in_channels, frames, local_frames, local_channels,
+                                             local_levels)
+        widths = [in_channels] + [out_channels] * depth
+        self.blocks = nn.ModuleList(ConvNeXtBlock(widths[i], widths[i + 1], expansion) for i in range(depth))
+
+
+class HiNeRV(nn.Module):
+    """The HiNeRV network for one video; ``forward(t, region)`` renders frames or patches."""
+
+    def __init__(self, config: HiNeRVConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        h0, w0 = c.base_height, c.base_width
+        self.grid = TemporalGrid(c.frames, c.grid_frames, h0, w0, c.grid_channels, c.grid_levels)
+        self.stem = nn.Conv2d(self.grid.out_channels, c.channels[0], 3, padding=1)
+        widths = (c.channels[0],) + tuple(c.channels)
+        self.stages = nn.ModuleList(
+            Stage(c.strides[n], widths[n], widths[n + 1], c.depths[n], c.expansions[n], c.frames,
+                  c.local_frames, c.local_channels_at(n + 1), c.local_levels)
+            for n in range(len(c.strides)))
+        self.head = nn.Linear(c.channels[-1], c.out_channels)
+        self.sizes = c.stage_sizes()
+
+    @property
+    def full_region(self) -> Region:
+        return 0, self.config.height, 0, self.config.width
+
+    def forward(self, t: torch.Tensor, region: Region | None = None) -> torch.Tensor:
+        """Render ``region`` (default: the whole frame) of frames ``t``.
+
+        Args:
+            t: (B,) integer frame indices.
+            region: (y0, y1, x0, x1) of the output grid, inside ``[0, height) x [0, width)``.
+        Returns:
+            (B, y1 - y0, x1 - x0, out_channels) values in [0, 1].
+        """
+        region = self.full_region if region is None else region
+        y0, y1, x0, x1 = region
+        if not (0 <= y0 < y1 <= self.config.height and 0 <= x0 < x1 <= self.config.width):
+            raise ValueError(f"region {region} is outside the {self.config.height}x{self.config.width} output")
+        c = self.config
+        plan = plan_regions(region, self.sizes, c.strides, c.depths)
+        x = self.grid(t, plan.stem)  # (B, h, w, C_grid_total)
+        x = depthwise_conv_nhwc(self.stem, x)  # (B, h, w, C_1)
+        x = x[:, crop_to(plan.stem, plan.stem_out)[0], crop_to(plan.stem, plan.stem_out)[1]]
+        current = plan.stem_out
+        for n, stage in enumerate(self.stages):
+            x = F.layer_norm(x, x.shape[-1:])
+            x = upsample_bilinear(x, current, plan.blocks[n], stage.stride)
+            x = x + stage.encoding(t, plan.blocks[n])  # (B, h_n, w_n, C_in)
+            for block in stage.blocks:
+                x = block(x)
+            ys, xs = crop_to(plan.blocks[n], plan.keep[n])
+            x = x[:, ys, xs]
+            current = plan.keep[n]
+        return torch.sigmoid(self.head(x))  # (B, y1-y0, x1-x0, out_channels)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def macs_per_pixel(config: HiNeRVConfig) -> float:
+    """Multiply-accumulates per output-grid pixel of frame-mode rendering (convs, MLPs, projections)."""
+    c = config
+    sizes = c.stage_sizes()
+    area = lambda hw: hw[0] * hw[1]  # noqa: E731
+    grid_c = sum(c.grid_channels << l for l in range(c.grid_levels))
+    total = area(sizes[0]) * grid_c * c.channels[0] * 9
+    widths = (c.channels[0],) + tuple(c.channels)
+    for n in range(len(c.strides)):
+        px = area(sizes[n + 1])
+        cin = widths[n]
+        for b in range(c.depths[n]):
+            ci = cin if b == 0 else widths[n + 1]
+            hidden = widths[n + 1] * c.expansions[n]
+            total += px * (ci * 9 + ci * hidden + hidden * widths[n + 1])
+    total += area(sizes[-1]) * c.channels[-1] * c.out_channels
+    return total / (c.height * c.width)

@@ -1,0 +1,120 @@
+"""Model presets scaled to the clip: a preset is a parameter budget per pixel, not a fixed 1080p network.
+
+Every preset keeps HiNeRV's shape (DESIGN.md §3): depths (3, ..., 3, 1), MLP expansions (4, ..., 4, 1),
+widths halving after the first stage, a 2-level base grid of ~T/4 frames and 3-level temporal local grids
+with C_loc = 2 * C_grid. What scales with the clip is the stride ladder (chosen so the base grid is about
+9 pixels on its short side with little padding) and the width C, solved so the parameter count meets the
+budget.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from itertools import product
+
+import torch
+
+from codec.registry import Registry
+
+from .config import HiNeRVConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A rung of the model-size ladder."""
+
+    params_per_pixel: float  # parameters per luma pixel of the clip (frames x height x width)
+    grid_fraction: float = 0.12  # share of the budget given to the base feature grid
+
+
+PRESETS: Registry[Preset] = Registry("preset")
+_LADDER = {"xxs": 0.002, "xs": 0.004, "s": 0.008, "m": 0.016, "l": 0.032, "xl": 0.064}
+for _name, _ppp in _LADDER.items():
+    PRESETS.register(_name)(Preset(params_per_pixel=_ppp))
+
+MIN_PARAMS = 1000  # below this no HiNeRV fits; tiny clips get at least this much
+BASE_TARGET = 9  # short side of the base grid HiNeRV uses at 1080p (1080 / 120 for half-resolution output)
+
+
+def choose_strides(height: int, width: int) -> tuple[int, ...]:
+    """Pick the stride ladder whose base grid is closest to ~9 px on its short side with the least padding."""
+    candidates: list[tuple[int, ...]] = []
+    for first, second in product((2, 3, 4, 5, 6, 8), (2, 3)):
+        candidates.append((first, second, 2, 2))
+    for first in (2, 3, 4, 5):
+        candidates.append((first, 2, 2))
+    candidates += [(2, 2), (2,)]
+
+    def score(strides: tuple[int, ...]) -> float:
+        up = math.prod(strides)
+        bh, bw = -(-height // up), -(-width // up)
+        waste = (bh * bw * up * up) / (height * width) - 1.0
+        return waste + 0.5 * abs(math.log2(max(min(bh, bw), 1) / BASE_TARGET)) - 0.01 * len(strides)
+
+    return min(candidates, key=score)
+
+
+def _make_config(height: int, width: int, frames: int, out_channels: int, strides: tuple[int, ...],
+                 width_c: int, grid_channels: int, grid_frames: int, local_frames: int) -> HiNeRVConfig:
+    n = len(strides)
+    channels = tuple(max(4, width_c >> i) for i in range(n))
+    return HiNeRVConfig(
+        frames=frames, height=height, width=width, out_channels=out_channels, strides=strides,
+        channels=channels, depths=(3,) * (n - 1) + (1,), expansions=(4,) * (n - 1) + (1,),
+        grid_frames=grid_frames, grid_channels=grid_channels, local_frames=local_frames,
+        local_channels=2 * grid_channels)
+
+
+def _grid_parameters(base_area: int, strides: tuple[int, ...], grid_frames: int, local_frames: int,
+                     grid_channels: int) -> int:
+    """Approximate parameters in the base grid (2 levels) and the local grids (3 levels per stage)."""
+    local = sum(3 * local_frames * s * s * max(1, (2 * grid_channels) >> n) for n, s in enumerate(strides))
+    return 2 * grid_frames * base_area * grid_channels + local
+
+
+def config_parameters(config: HiNeRVConfig) -> int:
+    """Parameter count of the model a config describes (built on the meta device: no memory, no init)."""
+    from .model import HiNeRV, count_parameters
+
+    with torch.device("meta"):
+        return count_parameters(HiNeRV(config))
+
+
+def build_config(height: int, width: int, frames: int, out_channels: int, preset: str = "s",
+                 params: int | None = None) -> HiNeRVConfig:
+    """The config for an output grid of ``height`` x ``width`` x ``frames`` at a preset or a parameter budget.
+
+    Args:
+        height, width: output grid size (for 4:2:0 video the chroma-plane size).
+        frames: number of frames.
+        out_channels: channels of the output grid.
+        preset: a name from ``PRESETS`` (ignored when ``params`` is given).
+        params: an explicit parameter budget.
+    """
+    spec = PRESETS.get(preset)
+    if params is None:
+        luma_pixels = frames * height * width * max(1, out_channels - 2)
+        params = max(MIN_PARAMS, int(spec.params_per_pixel * luma_pixels))
+    if params < MIN_PARAMS:
+        raise ValueError(f"parameter budget must be at least {MIN_PARAMS}, got {params}")
+    strides = choose_strides(height, width)
+    up = math.prod(strides)
+    base_area = -(-height // up) * -(-width // up)
+    grid_frames, local_frames = max(1, round(frames / 4)), frames
+    # A 2-level grid holds ~2 * T_grid * area * C_grid parameters.
+    grid_channels = max(1, round(spec.grid_fraction * params / (2 * grid_frames * base_area)))
+    # Small budgets cannot afford HiNeRV's temporal resolution: coarsen time until the grids fit.
+    while (_grid_parameters(base_area, strides, grid_frames, local_frames, grid_channels) > 0.3 * params
+           and local_frames > 1):
+        grid_frames, local_frames = max(1, grid_frames // 2), max(1, local_frames // 2)
+    best = None
+    for width_c in range(8, 4097, 4):
+        cfg = _make_config(height, width, frames, out_channels, strides, width_c, grid_channels,
+                           grid_frames, local_frames)
+        if config_parameters(cfg) > params:
+            break
+        best = cfg
+    if best is None:
+        best = _make_config(height, width, frames, out_channels, strides, 8, grid_channels, grid_frames,
+                            local_frames)
+    return best

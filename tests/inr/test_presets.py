@@ -1,0 +1,41 @@
+"""Presets scale with the clip and meet their parameter budgets."""
+import pytest
+
+from inr.presets import PRESETS, build_config, choose_strides, config_parameters
+
+
+@pytest.mark.parametrize("name", PRESETS.names())
+def test_every_preset_builds_within_budget(name):
+    cfg = build_config(72, 88, 120, 6, name)
+    budget = PRESETS.get(name).params_per_pixel * 120 * 72 * 88 * 4
+    assert config_parameters(cfg) <= max(budget, 5000)
+
+
+def test_ladder_is_increasing():
+    sizes = [config_parameters(build_config(72, 88, 120, 6, n)) for n in PRESETS.names()]
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
+
+
+def test_explicit_budget_is_met_closely():
+    cfg = build_config(72, 88, 60, 6, params=30_000)
+    assert 0.85 * 30_000 <= config_parameters(cfg) <= 30_000
+
+
+@pytest.mark.parametrize("h,w,expected", [(540, 960, (5, 3, 2, 2)), (72, 88, (2, 2, 2))])
+def test_strides_follow_resolution(h, w, expected):
+    assert choose_strides(h, w) == expected
+
+
+def test_tiny_and_odd_clips_build():
+    cfg = build_config(5, 7, 2, 3, "xxs")
+    assert cfg.base_height * cfg.upscale >= 5 and cfg.base_width * cfg.upscale >= 7
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(LookupError, match="known: .*xxs"):
+        build_config(72, 88, 10, 6, "huge")
+
+
+def test_budget_too_small_is_refused():
+    with pytest.raises(ValueError, match="at least"):
+        build_config(72, 88, 10, 6, params=10)
