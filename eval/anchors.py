@@ -28,7 +28,8 @@ Every anchor is encoded and decoded in memory, without a container:
   while x264's own scale grows by 6 per bit above 8, so x264 on 10-bit input is given ``qp`` + 12
   (``AnchorResult.options`` holds what the encoder got).
 * **QP ladders.** x264 and x265: QP 22, 27, 32, 37, 42 (the usual CTC ladder). SVT-AV1 (QP 1..63, a quarter of
-  AV1's qindex): 23, 32, 41, 50, 59, chosen so that on carphone each point sits at about the bpp of the x265 point of the same rank (0.23 to 0.020 bpp).
+  AV1's qindex): 23, 32, 41, 50, 59, chosen so that on carphone each point sits at about the bpp of the x265
+  point of the same rank (0.23 to 0.020 bpp).
 * **Decode.** The packets are decoded by the matching FFmpeg decoder (``h264``, ``hevc``, ``libdav1d``) into planes
   of the source's format; the frame count and pixel format are checked.
 * **Timing.** ``encode_seconds`` / ``decode_seconds`` are wall-clock seconds spent inside the encoder / decoder
@@ -326,7 +327,8 @@ def decode_packets(packets: Sequence[bytes], codec: str | AnchorSpec, fmt: Video
         for frame in frames:
             if count == num_frames:
                 raise AnchorError(f"{spec.name}: decoder returned more than the {num_frames} frames encoded")
-            if (frame.width, frame.height) != (fmt.width, fmt.height) or not _same_layout(frame.format.name, pix_fmt):
+            size_ok = (frame.width, frame.height) == (fmt.width, fmt.height)
+            if not size_ok or not _same_layout(frame.format.name, pix_fmt):
                 raise AnchorError(
                     f"{spec.name}: decoded frame {count} is {frame.width}x{frame.height} {frame.format.name}, "
                     f"expected {fmt.width}x{fmt.height} {pix_fmt}"
@@ -354,7 +356,8 @@ def encode_anchor(video: Video, codec: str, qp: int, *, gop: int | None = None) 
     return AnchorResult(
         codec=spec.name, qp=int(qp), bytes=size, bpp=size * 8 / (fmt.width * fmt.height * video.num_frames),
         encode_seconds=enc_s, decode_seconds=dec_s, decoded=decoded, num_frames=video.num_frames,
-        width=fmt.width, height=fmt.height, pix_fmt=pix_fmt, gop=gop, options=spec.encoder_options(int(qp), fmt.bit_depth),
+        width=fmt.width, height=fmt.height, pix_fmt=pix_fmt, gop=gop,
+        options=spec.encoder_options(int(qp), fmt.bit_depth),
         packet_sizes=tuple(map(len, packets)), stripped_bytes=stripped, bitstream=b"".join(packets),
     )
 
