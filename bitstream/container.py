@@ -1,0 +1,194 @@
+"""The hinerv file container: a fixed header, then CRC-protected sections, then END.
+
+Layout (all integers little-endian; see ``bitstream/FORMAT.md`` for the full description)::
+
+    magic    4 bytes  b"HNRV"
+    version  u8       FORMAT_VERSION (1)
+    flags    u8       0 (no flag defined in version 1; any set bit is refused)
+    section*          type u8 | length uvarint | payload (length bytes) | crc32 u32 over type+length+payload
+    END               type 0 | length 0 | crc32        -- nothing may follow
+
+Each section type appears at most once; an unknown type is an error in version 1.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import zlib
+
+from bitstream.errors import BitstreamError
+from bitstream.fields import Reader, write_uvarint
+
+__all__ = [
+    "FORMAT_VERSION",
+    "HEADER_SIZE",
+    "MAGIC",
+    "ContainerLimits",
+    "Section",
+    "SectionType",
+    "read_container",
+    "require",
+    "section_name",
+    "write_container",
+]
+
+MAGIC = b"HNRV"
+FORMAT_VERSION = 1
+HEADER_SIZE = len(MAGIC) + 2  # magic + version + flags
+KNOWN_FLAGS = 0x00  # no flag bit is defined in version 1
+
+
+class SectionType(enum.IntEnum):
+    """Section type ids. Frozen: written into files, never renumbered."""
+
+    END = 0  # terminator, empty payload
+    VIDEO = 1  # video parameters (geometry, fps, chroma, bit depth, colour tags)
+    MODEL = 2  # model configuration
+    QUANT = 3  # quantization / compression parameters
+    TENSORS = 4  # entropy-coded quantized tensors (bitstream.tensors)
+    TRAIN = 5  # optional metadata (training settings, provenance); not needed to decode
+
+
+_KNOWN_TYPES = frozenset(int(t) for t in SectionType)
+
+
+def section_name(type_id: int) -> str:
+    """``"TENSORS"`` for 4, ``"type 9"`` for an unknown id."""
+    try:
+        return SectionType(type_id).name
+    except ValueError:
+        return f"type {type_id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerLimits:
+    """Bounds applied while reading, before anything is allocated."""
+
+    max_section_bytes: int = 1 << 30  # largest accepted section payload
+    max_sections: int = 16  # most sections (END included)
+
+    def __post_init__(self) -> None:
+        if self.max_section_bytes < 0 or self.max_sections < 1:
+            raise ValueError(f"invalid limits {self}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """One section as found in a file."""
+
+    type: int  # a SectionType value
+    payload: bytes
+    offset: int  # file offset of the section's type byte
+    size: int  # bytes taken in the file: type + length varint + payload + CRC
+
+    @property
+    def name(self) -> str:
+        return section_name(self.type)
+
+
+def _crc(head: bytes, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(head)) & 0xFFFFFFFF
+
+
+def _frame(type_id: int, payload: bytes) -> bytes:
+    head = bytes([type_id]) + write_uvarint(len(payload))
+    return head + payload + _crc(head, payload).to_bytes(4, "little")
+
+
+def write_container(sections: list[tuple[int, bytes]]) -> bytes:
+    """Assemble a file: header, the given sections in the given order, then END (added here).
+
+    Raises:
+        ValueError: an unknown or END type, a repeated type, or a payload that is not bytes.
+    """
+    out = bytearray(MAGIC + bytes([FORMAT_VERSION, 0]))
+    seen: set[int] = set()
+    for type_id, payload in sections:
+        if isinstance(type_id, bool) or not isinstance(type_id, int) or type_id not in _KNOWN_TYPES:
+            raise ValueError(f"unknown section type {type_id!r}; known: {[t.name for t in SectionType]}")
+        if type_id == SectionType.END:
+            raise ValueError("END is appended by write_container; do not pass it")
+        if type_id in seen:
+            raise ValueError(f"section {section_name(type_id)} given twice")
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError(f"section {section_name(type_id)} payload must be bytes, got {type(payload).__name__}")
+        seen.add(type_id)
+        out += _frame(int(type_id), bytes(payload))
+    out += _frame(SectionType.END, b"")
+    return bytes(out)
+
+
+def read_container(data: bytes, limits: ContainerLimits = ContainerLimits()) -> list[Section]:
+    """Parse and check a whole file; return its sections in file order, END last.
+
+    Every section's CRC is verified. Raises BitstreamError for: not a hinerv file (bad magic), an unsupported
+    version, unknown flags, truncation, a section over the size limit, a CRC mismatch, an unknown or repeated
+    section type, too many sections, and bytes after END ("trailing garbage").
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"read_container needs bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) < len(MAGIC):
+        if MAGIC.startswith(data):
+            raise BitstreamError(f"truncated file: {len(data)} bytes, the header alone is {HEADER_SIZE}")
+        raise BitstreamError(f"not a hinerv file: bad magic {data[:4]!r} (expected {MAGIC!r})")
+    if data[:4] != MAGIC:
+        raise BitstreamError(f"not a hinerv file: bad magic {data[:4]!r} (expected {MAGIC!r})")
+    if len(data) < HEADER_SIZE:
+        raise BitstreamError(f"truncated file: {len(data)} bytes, the header alone is {HEADER_SIZE}")
+    version, flags = data[4], data[5]
+    if version != FORMAT_VERSION:
+        raise BitstreamError(f"unsupported format version {version}, this decoder reads {FORMAT_VERSION}")
+    if flags & ~KNOWN_FLAGS:
+        raise BitstreamError(f"unknown flags 0x{flags:02x} in the header (this decoder knows 0x{KNOWN_FLAGS:02x})")
+
+    r = Reader(data, what="file")
+    r.seek(HEADER_SIZE)
+    sections: list[Section] = []
+    seen: set[int] = set()
+    while True:
+        start = r.pos
+        if r.at_end():
+            raise BitstreamError(f"truncated file: no END section after {len(sections)} sections ({len(data)} bytes)")
+        if len(sections) >= limits.max_sections:
+            raise BitstreamError(f"too many sections: more than {limits.max_sections}")
+        type_id = r.u8("section type")
+        length = r.uvarint("section length")
+        label = section_name(type_id)
+        if length > limits.max_section_bytes:
+            raise BitstreamError(
+                f"section {label} at offset {start} declares {length} bytes, over the limit of "
+                f"{limits.max_section_bytes}"
+            )
+        if length + 4 > r.remaining:
+            raise BitstreamError(
+                f"truncated file: section {label} at offset {start} declares {length} bytes + CRC, "
+                f"only {r.remaining} left"
+            )
+        head = data[start : r.pos]
+        payload = r.read(length, "section payload")
+        stored = r.u32("section CRC")
+        if _crc(head, payload) != stored:
+            raise BitstreamError(f"CRC mismatch in section {label} at offset {start}: the file is corrupted")
+        if type_id not in _KNOWN_TYPES:
+            raise BitstreamError(f"unknown section type {type_id} at offset {start} (format version 1 has none)")
+        if type_id in seen:
+            raise BitstreamError(f"duplicate section {label} at offset {start}")
+        seen.add(type_id)
+        sections.append(Section(type_id, payload, start, r.pos - start))
+        if type_id == SectionType.END:
+            if length:
+                raise BitstreamError(f"END section at offset {start} has a {length}-byte payload, expected 0")
+            if r.remaining:
+                raise BitstreamError(f"trailing garbage: {r.remaining} bytes after the END section at offset {r.pos}")
+            return sections
+
+
+def require(sections: list[Section], type_id: int) -> bytes:
+    """The payload of the one section of ``type_id``; BitstreamError if it is missing or repeated."""
+    found = [s for s in sections if s.type == type_id]
+    if not found:
+        raise BitstreamError(f"missing required section {section_name(type_id)}")
+    if len(found) > 1:
+        raise BitstreamError(f"duplicate section {section_name(type_id)}")
+    return found[0].payload

@@ -1,0 +1,831 @@
+"""Entropy coding of integer symbol arrays with constriction's range coder.
+
+A symbol array is coded as a *model spec* (the model's id and parameters: the side information) plus a
+*payload*. :func:`fit_and_encode` fits every registered model, codes the symbols with each, and keeps whichever
+gives the fewest bytes in total (spec + payload length varint + payload) -- measured, not estimated.
+
+Models (ids are frozen, written into files; registration order never matters)::
+
+    id  name         side information                       payload
+    0   zero         -                                      none (all symbols 0)
+    1   const        value                                  none (all symbols equal)
+    2   raw          lo, hi                                 fixed-width bit packing, ceil(log2(hi-lo+1)) bits
+    3   laplace      lo, hi, loc fp16, scale fp16           range-coded, constriction QuantizedLaplace
+    4   gaussian     lo, hi, loc fp16, scale fp16           range-coded, constriction QuantizedGaussian
+    5   categorical  lo, hi, 6-bit log-count per bin        range-coded, constriction Categorical
+    6   gcd          g >= 2, inner spec                     the inner model's payload for symbols / g
+
+Parameters are stored as float16 and the coder is always built from the fp16-rounded values, on both sides,
+so encoder and decoder agree bit-exactly. Symbols lie in [-32767, 32767]; the support [lo, hi] is part of the
+side information so the coder covers exactly the needed range. See ``bitstream/FORMAT.md``.
+
+The coder protocol (DESIGN §8): ``encode(symbols, spec) -> bytes`` and ``decode(spec, payload, n)``,
+vectorised numpy in and out; models are looked up by name in :data:`MODELS` or by id in a frozen table.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+from typing import Any, ClassVar
+
+import constriction
+import numpy as np
+
+from bitstream.errors import BitstreamError
+from bitstream.fields import Reader, unzigzag, uvarint_size, write_uvarint, zigzag
+from codec.registry import Registry
+
+__all__ = [
+    "MAX_SYMBOLS",
+    "MODELS",
+    "SYMBOL_MAX",
+    "EntropyModel",
+    "ModelSpec",
+    "decode",
+    "empirical_entropy_bits",
+    "encode",
+    "estimate_bits",
+    "fit_and_encode",
+    "model_by_id",
+]
+
+SYMBOL_MAX = 32767  # symbols lie in [-SYMBOL_MAX, SYMBOL_MAX]
+MAX_SYMBOLS = 1 << 28  # most symbols one decode call accepts
+CAT_MAX_BINS = 4096  # widest support the categorical model takes
+CAT_LEVELS = 63  # log-count levels 1..63 (0 = symbol absent)
+CAT_STEPS_PER_OCTAVE = 4  # level step = 2**(1/4) in probability
+SCALE_MIN = 2.0**-8  # smallest scale the encoder writes (the decoder accepts any positive finite fp16)
+_FP16_MAX = 65504.0
+
+MODELS: Registry[EntropyModel] = Registry("entropy model")
+_BY_ID: dict[int, EntropyModel] = {}
+
+_RangeEncoder = constriction.stream.queue.RangeEncoder
+_RangeDecoder = constriction.stream.queue.RangeDecoder
+_cm = constriction.stream.model
+
+
+# ----------------------------------------------------------------------------------------------- spec
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """An entropy model with its parameters: the side information stored before a payload.
+
+    Attributes:
+        model: registered model name (``"laplace"``...).
+        lo, hi: the support, inclusive; every symbol lies in it.
+        params: model-specific: ``(loc, scale)`` (fp16-representable floats) for laplace/gaussian, the
+            per-bin levels for categorical, ``(g, inner_spec)`` for gcd, ``()`` otherwise.
+    """
+
+    model: str
+    lo: int
+    hi: int
+    params: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        m = MODELS.get(self.model)  # LookupError listing the known names
+        m.check(self)
+
+    @property
+    def model_id(self) -> int:
+        return MODELS.get(self.model).model_id
+
+    @property
+    def has_payload(self) -> bool:
+        return MODELS.get(self.model).has_payload
+
+    def to_bytes(self) -> bytes:
+        m = MODELS.get(self.model)
+        return bytes([m.model_id]) + m.write_params(self)
+
+    @classmethod
+    def from_bytes(cls, reader: Reader) -> ModelSpec:
+        """Read a spec at the reader's cursor (advancing it); BitstreamError when it is malformed."""
+        start = reader.pos
+        model = model_by_id(reader.u8("entropy model id"))
+        try:
+            return model.read_params(reader)
+        except BitstreamError:
+            raise
+        except (ValueError, TypeError) as e:
+            raise BitstreamError(f"bad {model.name} model spec at offset {reader.base + start}: {e}") from None
+
+    def describe(self) -> str:
+        if self.model == "gcd":
+            return f"gcd{self.params[0]}*{self.params[1].describe()}"
+        return self.model
+
+
+def model_by_id(model_id: int) -> EntropyModel:
+    try:
+        return _BY_ID[model_id]
+    except KeyError:
+        known = ", ".join(f"{i}={m.name}" for i, m in sorted(_BY_ID.items()))
+        raise BitstreamError(f"unknown entropy model id {model_id} (known: {known})") from None
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _check_symbols(symbols: Any) -> np.ndarray:
+    """Validate an integer array in [-SYMBOL_MAX, SYMBOL_MAX]; return it flattened as int32."""
+    a = np.asarray(symbols)
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"symbols must be an integer array, got dtype {a.dtype}")
+    a = a.reshape(-1)
+    if a.size > MAX_SYMBOLS:
+        raise ValueError(f"too many symbols: {a.size} > {MAX_SYMBOLS}")
+    if a.size and (int(a.min()) < -SYMBOL_MAX or int(a.max()) > SYMBOL_MAX):
+        raise ValueError(
+            f"symbols out of range: expected [-{SYMBOL_MAX}, {SYMBOL_MAX}], got [{int(a.min())}, {int(a.max())}]"
+        )
+    return a.astype(np.int32, copy=False)
+
+
+def _fp16(x: float) -> float:
+    """Round to the nearest float16 and back: the value both sides build the coder from."""
+    return float(np.float16(x))
+
+
+def _fp16_bytes(x: float) -> bytes:
+    return struct.pack("<e", x)
+
+
+@dataclasses.dataclass
+class _Stats:
+    """What every model's fit needs, computed once: the support and a histogram over it."""
+
+    n: int
+    lo: int
+    hi: int
+    hist: np.ndarray  # int64 counts of lo..hi
+    values: np.ndarray  # the symbols present (float64)
+    counts: np.ndarray  # their counts (float64)
+    mean: float
+    median: float
+    mean_abs_dev: float  # mean |x - median|
+    std: float
+
+    @staticmethod
+    def of(sym: np.ndarray) -> _Stats:
+        lo, hi = int(sym.min()), int(sym.max())
+        hist = np.bincount((sym.astype(np.int64) - lo), minlength=hi - lo + 1)
+        nz = np.flatnonzero(hist)
+        values = (nz + lo).astype(np.float64)
+        counts = hist[nz].astype(np.float64)
+        n = int(sym.size)
+        mean = float((values * counts).sum() / n)
+        cum = np.cumsum(counts)
+        median = float(values[np.searchsorted(cum, (n + 1) / 2)])
+        mad = float((np.abs(values - median) * counts).sum() / n)
+        std = float(math.sqrt(max(((values - mean) ** 2 * counts).sum() / n, 0.0)))
+        return _Stats(n, lo, hi, hist, values, counts, mean, median, mad, std)
+
+
+def _entropy_of_counts(counts: np.ndarray) -> float:
+    counts = counts[counts > 0].astype(np.float64)
+    n = counts.sum()
+    if n <= 0:
+        return 0.0
+    return max(0.0, float(-(counts * np.log2(counts / n)).sum()))
+
+
+def empirical_entropy_bits(symbols: Any) -> float:
+    """Total bits of the symbols under their own histogram (n times the empirical entropy); 0 for none."""
+    a = _check_symbols(symbols)
+    if a.size == 0:
+        return 0.0
+    return _entropy_of_counts(np.bincount(a.astype(np.int64) - int(a.min()))) + 0.0
+
+
+def _rc_encode(sym: np.ndarray, model: Any) -> bytes:
+    enc = _RangeEncoder()
+    enc.encode(sym, model)
+    # constriction's range decoder reads zeros past the end of its data, so trailing zero bytes are dropped.
+    return enc.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+
+
+def _rc_decode(payload: bytes, model: Any, n: int, what: str) -> np.ndarray:
+    padded = payload + b"\0" * (-len(payload) % 4)
+    words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
+    try:
+        dec = _RangeDecoder(words)
+        out = dec.decode(model, n) if n else np.zeros(0, np.int32)
+        exhausted = dec.maybe_exhausted()
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as e:  # constriction's ValueError, or a Rust panic surfacing as PanicException
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise BitstreamError(f"corrupt {what} payload: {msg}") from None
+    if not exhausted:
+        raise BitstreamError(f"corrupt {what} payload: data left over after {n} symbols")
+    return np.asarray(out, dtype=np.int32)
+
+
+def _read_support(r: Reader, name: str, max_bins: int = 2 * SYMBOL_MAX + 1) -> tuple[int, int]:
+    """lo (zigzag varint) and hi - lo - 1 (uvarint): a support of at least 2 symbols."""
+    lo = r.varint(f"{name} lo")
+    span = r.uvarint(f"{name} span", max_value=max_bins - 2) + 1
+    hi = lo + span
+    if lo < -SYMBOL_MAX or hi > SYMBOL_MAX:
+        raise BitstreamError(f"bad {name} model spec: support [{lo}, {hi}] exceeds ±{SYMBOL_MAX}")
+    return lo, hi
+
+
+def _write_support(spec: ModelSpec) -> bytes:
+    return write_uvarint(zigzag(spec.lo)) + write_uvarint(spec.hi - spec.lo - 1)
+
+
+def _check_support(spec: ModelSpec, max_bins: int = 2 * SYMBOL_MAX + 1) -> None:
+    if not (isinstance(spec.lo, int) and isinstance(spec.hi, int)):
+        raise TypeError(f"{spec.model}: lo/hi must be ints")
+    if not -SYMBOL_MAX <= spec.lo < spec.hi <= SYMBOL_MAX:
+        raise ValueError(f"{spec.model}: need -{SYMBOL_MAX} <= lo < hi <= {SYMBOL_MAX}, got [{spec.lo}, {spec.hi}]")
+    if spec.hi - spec.lo + 1 > max_bins:
+        raise ValueError(f"{spec.model}: support of {spec.hi - spec.lo + 1} bins exceeds {max_bins}")
+
+
+# ----------------------------------------------------------------------------------------------- models
+
+
+class EntropyModel:
+    """Protocol of an entropy model: fit, (de)serialise its parameters, encode and decode symbols.
+
+    Subclasses set a frozen ``model_id`` and a ``name`` and are registered in :data:`MODELS`.
+    """
+
+    model_id: ClassVar[int]
+    name: ClassVar[str]
+    has_payload: ClassVar[bool] = True
+
+    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+        """The best spec of this family for the symbols, or None when the family does not apply."""
+        raise NotImplementedError
+
+    def check(self, spec: ModelSpec) -> None:
+        """Raise ValueError/TypeError when the spec's parameters are invalid for this model."""
+        raise NotImplementedError
+
+    def write_params(self, spec: ModelSpec) -> bytes:
+        raise NotImplementedError
+
+    def read_params(self, r: Reader) -> ModelSpec:
+        raise NotImplementedError
+
+    def encode(self, sym: np.ndarray, spec: ModelSpec) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, payload: bytes, spec: ModelSpec, n: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def estimate_payload_bits(self, st: _Stats, spec: ModelSpec) -> float:
+        """Cheap estimate of the payload size in bits (no coding)."""
+        raise NotImplementedError
+
+
+def _register(model: EntropyModel) -> EntropyModel:
+    if model.model_id in _BY_ID:
+        raise ValueError(f"entropy model id {model.model_id} is taken by {_BY_ID[model.model_id].name!r}")
+    MODELS.register(model.name)(model)
+    _BY_ID[model.model_id] = model
+    return model
+
+
+class ZeroModel(EntropyModel):
+    """All symbols are 0: no parameters, no payload."""
+
+    model_id = 0
+    name = "zero"
+    has_payload = False
+
+    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+        return ModelSpec("zero", 0, 0) if st.lo == st.hi == 0 else None
+
+    def check(self, spec: ModelSpec) -> None:
+        if spec.lo != 0 or spec.hi != 0 or spec.params:
+            raise ValueError("zero model has lo = hi = 0 and no params")
+
+    def write_params(self, spec: ModelSpec) -> bytes:
+        return b""
+
+    def read_params(self, r: Reader) -> ModelSpec:
+        return ModelSpec("zero", 0, 0)
+
+    def encode(self, sym: np.ndarray, spec: ModelSpec) -> bytes:
+        return b""
+
+    def decode(self, payload: bytes, spec: ModelSpec, n: int) -> np.ndarray:
+        return np.zeros(n, np.int32)
+
+    def estimate_payload_bits(self, st: _Stats, spec: ModelSpec) -> float:
+        return 0.0
+
+
+class ConstModel(EntropyModel):
+    """All symbols equal one value: the value (zigzag varint), no payload."""
+
+    model_id = 1
+    name = "const"
+    has_payload = False
+
+    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+        return ModelSpec("const", st.lo, st.lo) if st.lo == st.hi else None
+
+    def check(self, spec: ModelSpec) -> None:
+        if spec.lo != spec.hi or not -SYMBOL_MAX <= spec.lo <= SYMBOL_MAX or spec.params:
+            raise ValueError(f"const model needs lo == hi within ±{SYMBOL_MAX} and no params, got {spec}")
+
+    def write_params(self, spec: ModelSpec) -> bytes:
+        return write_uvarint(zigzag(spec.lo))
+
+    def read_params(self, r: Reader) -> ModelSpec:
+        v = r.varint("const value")
+        if not -SYMBOL_MAX <= v <= SYMBOL_MAX:
+            raise BitstreamError(f"bad const model spec: value {v} exceeds ±{SYMBOL_MAX}")
+        return ModelSpec("const", v, v)
+
+    def encode(self, sym: np.ndarray, spec: ModelSpec) -> bytes:
+        return b""
+
+    def decode(self, payload: bytes, spec: ModelSpec, n: int) -> np.ndarray:
+        return np.full(n, spec.lo, np.int32)
+
+    def estimate_payload_bits(self, st: _Stats, spec: ModelSpec) -> float:
+        return 0.0
+
+
+class RawModel(EntropyModel):
+    """Fixed-width bit packing of ``s - lo`` (LSB first); wins for a handful of symbols."""
+
+    model_id = 2
+    name = "raw"
+    max_fit_symbols = 1 << 16  # never better than the range coder beyond this
+
+    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+        if st.lo == st.hi or st.n > self.max_fit_symbols:
+            return None
+        return ModelSpec("raw", st.lo, st.hi)
+
+    def check(self, spec: ModelSpec) -> None:
+        _check_support(spec)
+        if spec.params:
+            raise ValueError("raw model has no params")
+
+    def write_params(self, spec: ModelSpec) -> bytes:
+        return _write_support(spec)
+
+    def read_params(self, r: Reader) -> ModelSpec:
+        lo, hi = _read_support(r, "raw")
+        return ModelSpec("raw", lo, hi)
+
+    @staticmethod
+    def _width(spec: ModelSpec) -> int:
+        return (spec.hi - spec.lo).bit_length()
+
+    def encode(self, sym: np.ndarray, spec: ModelSpec) -> bytes:
+        w = self._width(spec)
+        v = (sym.astype(np.int64) - spec.lo).astype(np.uint32)
+        bits = ((v[:, None] >> np.arange(w, dtype=np.uint32)) & 1).astype(np.uint8)
+        return np.packbits(bits.reshape(-1), bitorder="little").tobytes()
+
+    def decode(self, payload: bytes, spec: ModelSpec, n: int) -> np.ndarray:
+        w = self._width(spec)
+        need = (n * w + 7) // 8
+        if len(payload) != need:
+            raise BitstreamError(
+                f"corrupt raw payload: {len(payload)} bytes for {n} symbols of {w} bits, expected {need}"
+            )
+        bits = np.unpackbits(np.frombuffer(payload, np.uint8), bitorder="little")
+        if bits[n * w :].any():
+            raise BitstreamError("corrupt raw payload: nonzero padding bits")
+        v = bits[: n * w].reshape(n, w).astype(np.int64) @ (np.int64(1) << np.arange(w, dtype=np.int64))
+        if n and int(v.max()) > spec.hi - spec.lo:
+            raise BitstreamError(f"corrupt raw payload: symbol beyond the support [{spec.lo}, {spec.hi}]")
+        return (v + spec.lo).astype(np.int32)
+
+    def estimate_payload_bits(self, st: _Stats, spec: ModelSpec) -> float:
+        return 8.0 * ((st.n * self._width(spec) + 7) // 8)
+
+
+# -- parametric models: quantized Laplace / Gaussian with fp16 loc and scale
+
+
+def _erfc(x: np.ndarray) -> np.ndarray:
+    """erfc for x >= 0 (Numerical Recipes' Chebyshev fit, relative error < 1.2e-7); used only to estimate."""
+    t = 1.0 / (1.0 + 0.5 * x)
+    poly = -x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (
+        0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+    return t * np.exp(poly)
+
+
+def _upper_tail(kind: str, z: np.ndarray) -> np.ndarray:
+    """P(X > z) for the standard distribution, z >= 0."""
+    if kind == "laplace":
+        return 0.5 * np.exp(-z)
+    return 0.5 * _erfc(z / math.sqrt(2.0))
+
+
+def _interval_prob(kind: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """P(a < X < b) for standardised bounds a < b, computed on the tail side to avoid cancellation."""
+    sa, sb = _upper_tail(kind, np.abs(a)), _upper_tail(kind, np.abs(b))
+    return np.where(a >= 0, sa - sb, np.where(b <= 0, sb - sa, 1.0 - sa - sb))
+
+
+_PMIN = 2.0**-24  # constriction's 24-bit probability floor, roughly
+
+
+def _parametric_xent(kind: str, st: _Stats, loc: float, scales: Any) -> np.ndarray:
+    """Estimated bits of the symbols under the quantized distribution on [lo, hi], one per scale."""
+    sc = np.atleast_1d(np.asarray(scales, dtype=np.float64))[:, None]  # (S, 1)
+    a = (np.append(st.values, st.lo)[None, :] - 0.5 - loc) / sc  # (S, V+1)
+    b = a + 1.0 / sc
+    b[:, -1] = ((st.hi + 0.5 - loc) / sc)[:, 0]  # last column: the whole support, for normalisation
+    p = _interval_prob(kind, a, b)
+    p = np.maximum(p[:, :-1] / np.maximum(p[:, -1:], 1e-300), _PMIN)
+    return -(np.log2(p) @ st.counts)
+
+
+class _ParametricModel(EntropyModel):
+    """Shared by laplace and gaussian: support + fp16 loc + fp16 scale; the coder is constriction's."""
+
+    kind: ClassVar[str]
+
+    def _constriction_model(self, spec: ModelSpec) -> Any:
+        loc, scale = spec.params
+        cls = _cm.QuantizedLaplace if self.kind == "laplace" else _cm.QuantizedGaussian
+        return cls(spec.lo, spec.hi, float(loc), float(scale))
+
+    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+        if st.lo == st.hi:
+            return None
+        if self.kind == "laplace":
+            locs, s0 = (st.median, st.mean), st.mean_abs_dev
+        else:
+            locs, s0 = (st.mean, st.median), st.std
+        best: tuple[float, float, float] | None = None
+        for loc in dict.fromkeys(_fp16(x) for x in locs):
+            scale, bits = self._best_scale(st, loc, max(s0, SCALE_MIN))
+            if best is None or bits < best[0]:
+                best = (bits, loc, scale)
+        assert best is not None
+        return ModelSpec(self.name, st.lo, st.hi, (best[1], best[2]))
+
+    def _best_scale(self, st: _Stats, loc: float, s0: float) -> tuple[float, float]:
+        """(fp16 scale, estimated bits): a coarse then a fine log-spaced grid around ``s0``."""
+        lo_s, hi_s = math.log(max(s0 / 32, SCALE_MIN)), math.log(min(s0 * 32, _FP16_MAX))
+        grid = np.linspace(lo_s, hi_s, 33)
+        i = int(np.argmin(_parametric_xent(self.kind, st, loc, np.exp(grid))))
+        step = grid[1] - grid[0]
+        grid = np.linspace(grid[i] - step, grid[i] + step, 33)
+        cands = np.unique(np.clip(np.exp(grid), SCALE_MIN, _FP16_MAX).astype(np.float16)).astype(np.float64)
+        bits = _parametric_xent(self.kind, st, loc, cands)
+        j = int(np.argmin(bits))
+        return float(cands[j]), float(bits[j])
+
+    def check(self, spec: ModelSpec) -> None:
+        _check_support(spec)
+        if len(spec.params) != 2:
+            raise ValueError(f"{self.name} model needs params (loc, scale), got {spec.params!r}")
+        loc, scale = spec.params
+        for label, v in (("loc", loc), ("scale", scale)):
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise ValueError(f"{self.name} {label} must be a finite float, got {v!r}")
+            if _fp16(v) != v:
+                raise ValueError(f"{self.name} {label} {v!r} is not representable in float16")
+        if not scale > 0:
+            raise ValueError(f"{self.name} scale must be positive, got {scale!r}")
+
+    def write_params(self, spec: ModelSpec) -> bytes:
+        loc, scale = spec.params
+        return _write_support(spec) + _fp16_bytes(loc) + _fp16_bytes(scale)
+
+    def read_params(self, r: Reader) -> ModelSpec:
+        lo, hi = _read_support(r, self.name)
+        loc, scale = r.f16(f"{self.name} loc"), r.f16(f"{self.name} scale")
+        if not math.isfinite(loc):
+            raise BitstreamError(f"bad {self.name} model spec: loc {loc} is not finite")
+        if not (math.isfinite(scale) and scale > 0):
+            raise BitstreamError(f"bad {self.name} model spec: scale {scale} is not finite and positive")
+        return ModelSpec(self.name, lo, hi, (loc, scale))
+
+    def encode(self, sym: np.ndarray, spec: ModelSpec) -> bytes:
+        return _rc_encode(sym, self._constriction_model(spec))
+
+    def decode(self, payload: bytes, spec: ModelSpec, n: int) -> np.ndarray:
+        return _rc_decode(payload, self._constriction_model(spec), n, self.name)
+
+    def estimate_payload_bits(self, st: _Stats, spec: ModelSpec) -> float:
+        loc, scale = spec.params
+        return float(_parametric_xent(self.kind, st, loc, scale)[0])
+
+
+class LaplaceModel(_ParametricModel):
+    """Quantized Laplace on [lo, hi], loc and scale in float16."""
+
+    model_id = 3
+    name = "laplace"
+    kind = "laplace"
+
+
+class GaussianModel(_ParametricModel):
+    """Quantized Gaussian on [lo, hi], loc and scale (std) in float16."""
+
+    model_id = 4
+    name = "gaussian"
+    kind = "gaussian"
+
+
+# -- categorical with quantized log-counts
+
+
+def _level_weights() -> np.ndarray:
+    """Exact integer weight per level: floor(2**((v - 1) / 4 + 4)) for v >= 1, 0 for v = 0.
+
+    Integer 4th roots (no libm) so every platform builds the same table, hence the same coder.
+    """
+    w = [0]
+    for v in range(1, CAT_LEVELS + 1):
+        w.append(math.isqrt(math.isqrt(1 << (v - 1 + 4 * CAT_STEPS_PER_OCTAVE))))
+    return np.array(w, dtype=np.float64)
+
+
+_WEIGHTS = _level_weights()
+
+
+def _exp_golomb(values: np.ndarray, k: int) -> np.ndarray:
+    """Exp-Golomb order-k codes of non-negative ints as a flat 0/1 uint8 array (most significant bit first)."""
+    y = values.astype(np.int64) + (1 << k)
+    nb = np.floor(np.log2(y)).astype(np.int64) + 1  # bit length (y < 2**20: exact in float64)
+    lens = 2 * nb - 1 - k  # (nb - 1 - k) zeros, then y in nb bits
+    total = int(lens.sum())
+    ends = np.cumsum(lens)
+    # bit j of code i (counting from the code's end) is bit j of y; the leading zeros are bits >= nb, i.e. 0
+    pos_from_end = (ends[np.repeat(np.arange(y.size), lens)] - 1) - np.arange(total)
+    return ((np.repeat(y, lens) >> pos_from_end) & 1).astype(np.uint8)
+
+
+class CategoricalModel(EntropyModel):
+    """Explicit histogram over [lo, hi]: per bin a level 0..63, p ∝ 2**((level-1)/4) (0 = absent).
+
+    Levels are delta-coded, zigzag, Exp-Golomb of order k (0..3, whichever is shortest); k is packed
+    with the support's span in one varint. Worth its side information for big tensors only -- the
+    selection measures that.
+    """
+
+    model_id = 5
+    name = "categorical"
+
+    def levels_of(self, st: _Stats) -> tuple[int, ...]:
+        hist = st.hist.astype(np.float64)
+        m = hist.max()
+        lv = np.zeros(hist.size, np.int64)
+        nz = hist > 0
+        lv[nz] = np.clip(np.round(CAT_LEVELS + CAT_STEPS_PER_OCTAVE * np.log2(hist[nz] / m)), 1, CAT_LEVELS)
+        return tuple(int(v) for v in lv)
+
+    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+        if st.lo == st.hi or st.hi - st.lo + 1 > CAT_MAX_BINS:
+            return None
+        return ModelSpec(self.name, st.lo, st.hi, self.levels_of(st))
+
+    def check(self, spec: ModelSpec) -> None:
+        _check_support(spec, CAT_MAX_BINS)
+        lv = spec.params
+        if len(lv) != spec.hi - spec.lo + 1:
+            raise ValueError(f"categorical needs {spec.hi - spec.lo + 1} levels, got {len(lv)}")
+        if any(not isinstance(v, int) or not 0 <= v <= CAT_LEVELS for v in lv):
+            raise ValueError(f"categorical levels must be ints in [0, {CAT_LEVELS}]")
+        if not any(lv):
+            raise ValueError("categorical levels are all zero")
+
+    def write_params(self, spec: ModelSpec) -> bytes:
+        lv = np.asarray(spec.params, dtype=np.int64)
+        d = np.diff(lv, prepend=0)
+        z = np.where(d >= 0, 2 * d, -2 * d - 1)  # zigzag
+        codes = [_exp_golomb(z, k) for k in range(4)]
+        k = min(range(4), key=lambda i: codes[i].size)
+        packed = np.packbits(codes[k]).tobytes()  # MSB first, zero padding
+        head = write_uvarint(zigzag(spec.lo)) + write_uvarint((spec.hi - spec.lo - 1) * 4 + k)
+        return head + packed
+
+    def read_params(self, r: Reader) -> ModelSpec:
+        lo = r.varint("categorical lo")
+        sk = r.uvarint("categorical span", max_value=(CAT_MAX_BINS - 2) * 4 + 3)
+        hi, k = lo + sk // 4 + 1, sk % 4
+        if lo < -SYMBOL_MAX or hi > SYMBOL_MAX:
+            raise BitstreamError(f"bad categorical model spec: support [{lo}, {hi}] exceeds ±{SYMBOL_MAX}")
+        nbins = hi - lo + 1
+        cur, nbits = 0, 0  # bit buffer, most significant first
+
+        def bit() -> int:
+            nonlocal cur, nbits
+            if nbits == 0:
+                cur, nbits = r.u8("categorical levels"), 8
+            nbits -= 1
+            return (cur >> nbits) & 1
+
+        lv, prev = [], 0
+        for _ in range(nbins):
+            zeros = 0
+            while bit() == 0:
+                zeros += 1
+                if zeros > 8:
+                    raise BitstreamError("bad categorical model spec: level code too long")
+            y = 1
+            for _ in range(zeros + k):
+                y = (y << 1) | bit()
+            prev += unzigzag(y - (1 << k))
+            if not 0 <= prev <= CAT_LEVELS:
+                raise BitstreamError(f"bad categorical model spec: level {prev} outside [0, {CAT_LEVELS}]")
+            lv.append(prev)
+        if cur & ((1 << nbits) - 1):
+            raise BitstreamError("bad categorical model spec: nonzero padding bits")
+        if not any(lv):
+            raise BitstreamError("bad categorical model spec: all levels are zero")
+        return ModelSpec(self.name, lo, hi, tuple(lv))
+
+    def _constriction_model(self, spec: ModelSpec) -> Any:
+        return _cm.Categorical(_WEIGHTS[np.asarray(spec.params, dtype=np.int64)], perfect=False)
+
+    def encode(self, sym: np.ndarray, spec: ModelSpec) -> bytes:
+        return _rc_encode(sym - np.int32(spec.lo), self._constriction_model(spec))
+
+    def decode(self, payload: bytes, spec: ModelSpec, n: int) -> np.ndarray:
+        out = _rc_decode(payload, self._constriction_model(spec), n, self.name)
+        return out + np.int32(spec.lo)
+
+    def estimate_payload_bits(self, st: _Stats, spec: ModelSpec) -> float:
+        w = _WEIGHTS[np.asarray(spec.params, dtype=np.int64)]
+        p = np.maximum(w / w.sum(), _PMIN)
+        return float(-(st.hist * np.log2(p)).sum())
+
+
+class GcdModel(EntropyModel):
+    """Every symbol is a multiple of g >= 2: code ``s // g`` with an inner model (any but gcd)."""
+
+    model_id = 6
+    name = "gcd"
+
+    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+        return None  # built by fit_and_encode around the best inner model
+
+    def check(self, spec: ModelSpec) -> None:
+        if len(spec.params) != 2 or not isinstance(spec.params[1], ModelSpec):
+            raise ValueError("gcd model needs params (g, inner_spec)")
+        g, inner = spec.params
+        if not isinstance(g, int) or not 2 <= g <= SYMBOL_MAX:
+            raise ValueError(f"gcd factor must be an int in [2, {SYMBOL_MAX}], got {g!r}")
+        if inner.model in ("gcd", "zero"):
+            raise ValueError(f"gcd cannot wrap a {inner.model} model")
+        if (spec.lo, spec.hi) != (inner.lo * g, inner.hi * g):
+            raise ValueError("gcd support must be the inner support times g")
+        if not -SYMBOL_MAX <= spec.lo <= spec.hi <= SYMBOL_MAX:
+            raise ValueError(f"gcd support [{spec.lo}, {spec.hi}] exceeds ±{SYMBOL_MAX}")
+
+    def write_params(self, spec: ModelSpec) -> bytes:
+        g, inner = spec.params
+        return write_uvarint(g - 2) + inner.to_bytes()
+
+    def read_params(self, r: Reader) -> ModelSpec:
+        g = r.uvarint("gcd factor", max_value=SYMBOL_MAX - 2) + 2
+        start = r.pos
+        inner_model = model_by_id(r.u8("gcd inner model id"))
+        if inner_model.name in ("gcd", "zero"):
+            raise BitstreamError(f"bad gcd model spec at offset {r.base + start}: cannot wrap {inner_model.name}")
+        inner = inner_model.read_params(r)
+        lo, hi = inner.lo * g, inner.hi * g
+        if lo < -SYMBOL_MAX or hi > SYMBOL_MAX:
+            raise BitstreamError(f"bad gcd model spec: support [{lo}, {hi}] exceeds ±{SYMBOL_MAX}")
+        return ModelSpec(self.name, lo, hi, (g, inner))
+
+    def encode(self, sym: np.ndarray, spec: ModelSpec) -> bytes:
+        g, inner = spec.params
+        return MODELS.get(inner.model).encode(sym // np.int32(g), inner)
+
+    def decode(self, payload: bytes, spec: ModelSpec, n: int) -> np.ndarray:
+        g, inner = spec.params
+        return MODELS.get(inner.model).decode(payload, inner, n) * np.int32(g)
+
+    def estimate_payload_bits(self, st: _Stats, spec: ModelSpec) -> float:
+        raise NotImplementedError  # estimated through the inner model in estimate_bits
+
+
+for _m in (ZeroModel(), ConstModel(), RawModel(), LaplaceModel(), GaussianModel(), CategoricalModel(), GcdModel()):
+    _register(_m)
+del _m
+
+
+# ----------------------------------------------------------------------------------------------- API
+
+
+def _stored_size(spec: ModelSpec, payload: bytes) -> int:
+    """Bytes as stored in a tensor record: spec, then (only for models with a payload) length + payload."""
+    n = len(spec.to_bytes())
+    if spec.has_payload:
+        n += uvarint_size(len(payload)) + len(payload)
+    return n
+
+
+def _gcd(sym: np.ndarray) -> int:
+    return int(np.gcd.reduce(np.abs(sym.astype(np.int64)))) if sym.size else 0
+
+
+def _candidates(sym: np.ndarray) -> list[tuple[np.ndarray, _Stats, int]]:
+    """(symbols, stats, g): the plain symbols, plus the symbols divided by their gcd when it is >= 2."""
+    st = _Stats.of(sym)
+    out = [(sym, st, 1)]
+    if st.lo != st.hi:
+        g = _gcd(sym)
+        if g >= 2:
+            q = sym // np.int32(g)
+            out.append((q, _Stats.of(q), g))
+    return out
+
+
+def _wrap(spec: ModelSpec, g: int) -> ModelSpec:
+    return spec if g == 1 else ModelSpec("gcd", spec.lo * g, spec.hi * g, (g, spec))
+
+
+def fit_and_encode(symbols: Any) -> tuple[ModelSpec, bytes]:
+    """Code an integer array with whichever registered model gives the fewest stored bytes.
+
+    Every applicable model (and each wrapped in ``gcd`` when the symbols share a factor) is fitted and
+    actually coded; the smallest ``spec + payload length + payload`` wins (ties: lower model id).
+
+    Args:
+        symbols: integers in [-32767, 32767], any shape (flattened in C order).
+
+    Returns:
+        ``(spec, payload)``; ``decode(spec, payload, symbols.size)`` gives the symbols back.
+    """
+    sym = _check_symbols(symbols)
+    if sym.size == 0:
+        return ModelSpec("zero", 0, 0), b""
+    best: tuple[int, int, ModelSpec, bytes] | None = None
+    for q, st, g in _candidates(sym):
+        for model in sorted(_BY_ID.values(), key=lambda m: m.model_id):
+            spec = model.fit(q, st)
+            if spec is None:
+                continue
+            payload = model.encode(q, spec)
+            spec = _wrap(spec, g)
+            size = _stored_size(spec, payload)
+            if best is None or (size, spec.model_id) < (best[0], best[1]):
+                best = (size, spec.model_id, spec, payload)
+            if not model.has_payload:
+                break  # zero / const: nothing can beat them
+    assert best is not None
+    return best[2], best[3]
+
+
+def encode(symbols: Any, spec: ModelSpec) -> bytes:
+    """Code symbols with a given spec (its support must cover them)."""
+    sym = _check_symbols(symbols)
+    if sym.size and (int(sym.min()) < spec.lo or int(sym.max()) > spec.hi):
+        raise ValueError(
+            f"symbols [{int(sym.min())}, {int(sym.max())}] outside the spec's support [{spec.lo}, {spec.hi}]"
+        )
+    m = MODELS.get(spec.model)
+    if spec.model in ("zero", "const") and sym.size and not (sym == spec.lo).all():
+        raise ValueError(f"{spec.model} model needs every symbol equal to {spec.lo}")
+    if spec.model == "gcd" and sym.size and (sym % np.int32(spec.params[0])).any():
+        raise ValueError(f"gcd model needs every symbol to be a multiple of {spec.params[0]}")
+    return m.encode(sym, spec)
+
+
+def decode(spec: ModelSpec, payload: bytes, n: int) -> np.ndarray:
+    """Decode ``n`` symbols (int32, 1-D). Everything is validated; a bad payload raises BitstreamError."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_SYMBOLS:
+        raise BitstreamError(f"bad symbol count {n!r}: expected 0 <= n <= {MAX_SYMBOLS}")
+    n = int(n)
+    m = MODELS.get(spec.model)
+    if not m.has_payload and payload:
+        raise BitstreamError(f"corrupt {spec.model} payload: expected none, got {len(payload)} bytes")
+    out = m.decode(bytes(payload), spec, n)
+    if out.shape != (n,):  # defensive: a coder must return exactly n symbols
+        raise BitstreamError(f"corrupt {spec.model} payload: decoded {out.shape} symbols, expected {n}")
+    return out
+
+
+def estimate_bits(symbols: Any) -> float:
+    """Cheap estimate of the stored size in bits of ``fit_and_encode(symbols)`` (no coding: fits + histograms).
+
+    Usually within a few bytes of the measured size; use ``fit_and_encode`` for the exact rate.
+    """
+    sym = _check_symbols(symbols)
+    if sym.size == 0:
+        return 8.0
+    best = math.inf
+    for q, st, g in _candidates(sym):
+        for model in sorted(_BY_ID.values(), key=lambda m: m.model_id):
+            spec = model.fit(q, st)
+            if spec is None:
+                continue
+            payload_bits = model.estimate_payload_bits(st, spec)
+            nbytes = math.ceil(payload_bits / 8)
+            side = len(_wrap(spec, g).to_bytes()) + (uvarint_size(nbytes) if model.has_payload else 0)
+            best = min(best, 8.0 * side + payload_bits)
+    return best

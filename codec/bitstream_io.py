@@ -1,0 +1,116 @@
+"""The hinerv file: which sections it has and what goes in them (the byte layout is ``bitstream/``).
+
+Sections: VIDEO (the source's format and frame count), MODEL (``HiNeRVConfig``), TENSORS (every
+parameter of the model, quantized and entropy-coded, in ``model.named_parameters()`` order: the names and
+shapes follow from the config and are not stored).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bitstream.container import SectionType, read_container, write_container
+from bitstream.errors import BitstreamError
+from bitstream.fields import pack_dataclass, unpack_dataclass
+from bitstream.tensors import QuantizedTensor, decode_tensors, encode_tensors, tensor_breakdown
+from compress.quantize import QTensor
+from inr.config import HiNeRVConfig
+
+from .video import VideoFormat
+
+MAX_FILE_BYTES = 1 << 30  # refuse to read bitstreams above 1 GiB
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """The VIDEO section: what the decoder must produce."""
+
+    format: VideoFormat
+    frames: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.frames <= 1_000_000:
+            raise ValueError(f"frame count must be in [1, 1000000], got {self.frames}")
+
+
+def write_bitstream(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors: list[QTensor]) -> bytes:
+    """Serialise a trained, quantized model and its video parameters into a hinerv file."""
+    coded = [QuantizedTensor(name="", shape=tuple(t.shape), symbols=np.asarray(t.symbols, dtype=np.int32),
+                             scales=np.asarray(t.scales, dtype=np.float16), axis=t.axis, bits=t.bits)
+             for t in tensors]
+    return write_container([
+        (SectionType.VIDEO, pack_dataclass(StreamInfo(fmt, frames))),
+        (SectionType.MODEL, pack_dataclass(config)),
+        (SectionType.TENSORS, encode_tensors(coded)),
+    ])
+
+
+def _sections(data: bytes) -> dict[int, bytes]:
+    sections = read_container(data)
+    found: dict[int, bytes] = {}
+    for s in sections:
+        if s.type in found:
+            raise BitstreamError(f"section {SectionType(s.type).name} appears twice")
+        found[s.type] = s.payload
+    for need in (SectionType.VIDEO, SectionType.MODEL, SectionType.TENSORS):
+        if need not in found:
+            raise BitstreamError(f"missing section {need.name}")
+    return found
+
+
+def read_bitstream(data: bytes) -> tuple[VideoFormat, int, HiNeRVConfig, list[QTensor]]:
+    """Parse and validate a hinerv file into (format, frames, config, tensors without names)."""
+    found = _sections(data)
+    info = unpack_dataclass(StreamInfo, found[SectionType.VIDEO])
+    config = unpack_dataclass(HiNeRVConfig, found[SectionType.MODEL])
+    if config.frames != info.frames:
+        raise BitstreamError(f"model covers {config.frames} frames, the video has {info.frames}")
+    tensors = [QTensor(name=t.name, shape=tuple(t.shape), symbols=t.symbols, scales=t.scales, axis=t.axis,
+                       bits=t.bits) for t in decode_tensors(found[SectionType.TENSORS])]
+    return info.format, info.frames, config, tensors
+
+
+def read_file_bytes(path: str | os.PathLike) -> bytes:
+    """Read a bitstream file, refusing absurd sizes before allocating."""
+    size = Path(path).stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise BitstreamError(f"{path}: {size:,} bytes is larger than any hinerv file ({MAX_FILE_BYTES:,} max)")
+    return Path(path).read_bytes()
+
+
+def describe_file(path: str | os.PathLike) -> dict:
+    """Header, model and a byte breakdown of a hinerv file (for ``hinerv info``)."""
+    from inr.model import HiNeRV, count_parameters
+    import torch
+
+    data = read_file_bytes(path)
+    found = _sections(data)
+    fmt, frames, config, _ = read_bitstream(data)
+    with torch.device("meta"):
+        model = HiNeRV(config)
+    names = [n for n, _ in model.named_parameters()]
+    tensors = tensor_breakdown(found[SectionType.TENSORS])
+    for name, t in zip(names, tensors):
+        t["name"] = name
+        t["numel"] = int(np.prod(t["shape"]))
+    sections = {s.type: s for s in read_container(data)}
+    side = sum(t["bytes_side"] for t in tensors)
+    scales = sum(t["bytes_scales"] for t in tensors)
+    payload = sum(t["bytes_payload"] for t in tensors)
+    total = len(data)
+    return {
+        "file": str(path), "bytes": total, "bpp": total * 8 / (fmt.width * fmt.height * frames),
+        "frames": frames, "video": asdict(fmt), "model": asdict(config),
+        "params": count_parameters(model), "base_size": [config.base_height, config.base_width],
+        "breakdown": {
+            "header": total - side - scales - payload,
+            "tensor side info": side,
+            "tensor scales": scales,
+            "tensor payload": payload,
+        },
+        "sections": {SectionType(k).name: v.size for k, v in sections.items()},
+        "tensors": tensors,
+    }

@@ -1,0 +1,149 @@
+"""The ``hinerv`` command line: encode, decode, info.
+
+Bad input (a malformed video or bitstream, a bad option, an unreadable path) ends with one line on stderr
+and exit code 2; never a traceback, never a half-written output.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .fileio import atomic_write_bytes
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
+    click.echo(f"hinerv: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _guarded(fn):
+    """Map the project's error types to one line and exit 2."""
+    from functools import wraps
+
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        from bitstream.errors import BitstreamError
+
+        from .video import VideoFormatError
+
+        try:
+            return fn(*args, **kwargs)
+        except (BitstreamError, VideoFormatError, ValueError, LookupError, TypeError) as exc:
+            _fail(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
+        except MemoryError:
+            _fail("out of memory (try --frames, a smaller preset, or a smaller --batch-size)")
+        except OSError as exc:
+            where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+            _fail(f"{exc.strerror or exc.__class__.__name__}{where}")
+        except KeyboardInterrupt:
+            _fail("interrupted", EXIT_INTERRUPTED)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="hinerv")
+def main() -> None:
+    """HiNeRV neural video codec: the bitstream is a network trained to reproduce the video."""
+
+
+@main.command()
+@click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False))
+@click.argument("output_path", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option("--preset", default="s", show_default=True, help="Model size: xxs, xs, s, m, l, xl.")
+@click.option("--params", type=int, default=None, help="Parameter budget (overrides the preset).")
+@click.option("--epochs", type=int, default=300, show_default=True, help="Training epochs (+20% prune, +10% QAT).")
+@click.option("--bits", type=int, default=6, show_default=True, help="Bits per quantized weight.")
+@click.option("--prune", "prune_ratio", type=float, default=0.15, show_default=True, help="Fraction of weights pruned.")
+@click.option("--loss", default="yuvlog", show_default=True, help="Training loss: yuvlog, l1ssim, mse.")
+@click.option("--frames", type=int, default=None, help="Encode only the first N frames.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate.")
+@click.option("--batch-size", type=int, default=2, show_default=True, help="Frames per training step.")
+@click.option("--patch-size", type=int, default=0, show_default=True,
+              help="Training patch side in output-grid pixels (0: whole frames).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted encode from OUT.ckpt.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Write a JSON report (bytes, bpp, PSNR, MS-SSIM, params, times).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@_guarded
+def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, loss, frames, seed, lr, batch_size,
+           patch_size, resume, json_path, quiet) -> None:
+    """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
+    from .encoder import EncodeOptions, encode as run_encode
+
+    options = EncodeOptions(preset=preset, params=params, epochs=epochs, bits=bits, prune=prune_ratio, loss=loss,
+                            frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size)
+    if not Path(input_path).is_file():
+        raise FileNotFoundError(2, "no such file", input_path)
+    log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    report = run_encode(input_path, output_path, options, resume=resume, progress=not quiet, log=log)
+    u = f", U {report.psnr_u:.2f}, V {report.psnr_v:.2f}" if report.psnr_u is not None else ""
+    ssim = f", MS-SSIM {report.ms_ssim:.4f}" if report.ms_ssim is not None else ""
+    click.echo(f"{output_path}: {report.bytes:,} bytes, {report.bpp:.4f} bpp, PSNR-YUV {report.psnr_yuv:.2f} dB "
+               f"(Y {report.psnr_y:.2f}{u}){ssim}, {report.params:,} params, "
+               f"encoded in {report.encode_seconds:.0f} s")
+    if json_path:
+        atomic_write_bytes(json_path, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
+
+
+@main.command()
+@click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False))
+@click.argument("output_path", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_guarded
+def decode(input_path, output_path, quiet) -> None:
+    """Decode the bitstream IN into the Y4M file OUT."""
+    from .decoder import decode_file
+
+    video = decode_file(input_path, output_path, progress=not quiet)
+    f = video.format
+    click.echo(f"{output_path}: {f.width}x{f.height} {f.chroma} {f.bit_depth}-bit, {video.num_frames} frames")
+
+
+@main.command()
+@click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@_guarded
+def info(input_path, as_json) -> None:
+    """Show a bitstream's header and where its bytes go."""
+    from .bitstream_io import describe_file
+
+    desc = describe_file(input_path)
+    if as_json:
+        click.echo(json.dumps(desc, indent=2))
+        return
+    click.echo(format_info(desc))
+
+
+def format_info(desc: dict) -> str:
+    """Human-readable rendering of ``describe_file``'s dictionary."""
+    v, m = desc["video"], desc["model"]
+    lines = [
+        f"file        {desc['bytes']:,} bytes, {desc['bpp']:.5f} bpp",
+        f"video       {v['width']}x{v['height']} {v['chroma']} {v['bit_depth']}-bit, {desc['frames']} frames "
+        f"at {v['fps_num']}/{v['fps_den']} fps",
+        f"model       HiNeRV {desc['params']:,} params, strides {tuple(m['strides'])}, "
+        f"widths {tuple(m['channels'])}, depths {tuple(m['depths'])}",
+        f"            grid {m['grid_frames']}x{desc['base_size'][0]}x{desc['base_size'][1]}x{m['grid_channels']}, "
+        f"local grids {m['local_frames']} frames x C_loc {m['local_channels']}",
+        "bytes       " + ", ".join(f"{k} {v:,}" for k, v in desc["breakdown"].items()),
+        "",
+        f"{'tensor':<34} {'shape':<18} {'bits':>4} {'model':<10} {'payload':>8} {'scales':>6} {'side':>5} "
+        f"{'bits/param':>10}",
+    ]
+    for t in desc["tensors"]:
+        n = max(1, t["numel"])
+        lines.append(f"{t['name']:<34} {'x'.join(map(str, t['shape'])):<18} {t['bits']:>4} {t['model']:<10} "
+                     f"{t['bytes_payload']:>8} {t['bytes_scales']:>6} {t['bytes_side']:>5} {8 * t['bytes'] / n:>10.3f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""``hinerv decode``: parse -> dequantize -> render frames -> write Y4M. Needs nothing but the file."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compress.quantize import load_dequantized_
+from inr.model import HiNeRV
+
+from .bitstream_io import read_bitstream, read_file_bytes
+from .layout import PlaneLayout
+from .train import render
+from .video import Video
+from .y4m import write_y4m
+
+RENDER_BATCH = 4  # frames rendered at once
+
+
+def build_model(config, tensors) -> HiNeRV:
+    """The network described by a bitstream, with its dequantized weights."""
+    from bitstream.errors import BitstreamError
+
+    model = HiNeRV(config)
+    names = [name for name, _ in model.named_parameters()]
+    if len(names) != len(tensors):
+        raise BitstreamError(f"the model needs {len(names)} tensors, the file has {len(tensors)}")
+    for name, qt in zip(names, tensors):
+        qt.name = name
+    try:
+        load_dequantized_(model, tensors)
+    except (LookupError, ValueError) as exc:
+        raise BitstreamError(f"tensor does not fit the model: {exc}") from None
+    return model.eval()
+
+
+def decode_bytes(data: bytes, progress: bool = False) -> Video:
+    """Reconstruct the video a bitstream describes."""
+    fmt, frames, config, tensors = read_bitstream(data)
+    model = build_model(config, tensors)
+    layout = PlaneLayout.for_format(fmt)
+    planes = [np.empty((frames, h, w), dtype=fmt.dtype) for h, w in fmt.plane_shapes]
+    peak = fmt.max_value
+    done = 0
+    with torch.inference_mode():
+        for chunk in render(model, frames, RENDER_BATCH, progress=progress):
+            samples = chunk.mul(peak).round_().clamp_(0, peak).to(torch.int32)
+            for plane, values in zip(planes, layout.grid_to_planes(samples)):
+                plane[done:done + values.shape[0]] = values.numpy()
+            done += chunk.shape[0]
+    return Video(fmt, planes)
+
+
+def decode_file(input_path: str | Path, output_path: str | Path | None = None, progress: bool = False) -> Video:
+    """Decode a bitstream file; write the Y4M (atomically) if ``output_path`` is given."""
+    video = decode_bytes(read_file_bytes(input_path), progress=progress)
+    if output_path is not None:
+        write_y4m(output_path, video)
+    return video

@@ -1,0 +1,188 @@
+"""``hinerv encode``: load -> train -> prune -> quantize -> code -> write, then measure the written file."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from compress.hooks import HookContext, HookList
+from compress.prune import PruneConfig, prune_
+from compress.quantize import QuantConfig, export_quantized, quantize_
+from inr.model import HiNeRV, count_parameters, macs_per_pixel
+from inr.presets import PRESETS, build_config
+
+from .bitstream_io import write_bitstream
+from .checkpoint import Checkpointer, checkpoint_path, fingerprint
+from .decoder import decode_file
+from .fileio import atomic_write_bytes
+from .layout import PlaneLayout
+from .train import StageSpec, TrainConfig, TrainingData, train_stage
+from .video import Video, read_video
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """What a user can set on ``hinerv encode`` (explicit flags override the preset)."""
+
+    preset: str = "s"  # model size rung, see inr.presets.PRESETS
+    params: int | None = None  # explicit parameter budget (overrides the preset's)
+    epochs: int = 300  # training epochs; prune fine-tune and QAT add 20% and 10%
+    prune_epochs: int | None = None  # default round(0.2 * epochs)
+    qat_epochs: int | None = None  # default round(0.1 * epochs)
+    bits: int = 6  # bits per quantized weight
+    prune: float = 0.15  # fraction of weights pruned (global magnitude); 0 disables the stage
+    loss: str = "yuvlog"  # see codec.losses.LOSSES
+    frames: int | None = None  # encode only the first N frames
+    seed: int = 0
+    lr: float = 2e-3
+    batch_size: int = 2  # frames per step
+    patch_size: int = 0  # training patch side in grid pixels; 0 = whole frames
+
+    def __post_init__(self) -> None:
+        PRESETS.get(self.preset)
+        if self.epochs < 1:
+            raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
+        if not 0 <= self.prune < 1:
+            raise ValueError(f"--prune must be in [0, 1), got {self.prune}")
+        if self.frames is not None and self.frames < 1:
+            raise ValueError(f"--frames must be at least 1, got {self.frames}")
+        for name in ("prune_epochs", "qat_epochs"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ValueError(f"{name} must be >= 0, got {v}")
+        QuantConfig(bits=self.bits)
+        TrainConfig(batch_size=self.batch_size, patch_size=self.patch_size, loss=self.loss, seed=self.seed)
+
+    def stages(self) -> list[StageSpec]:
+        prune_epochs = round(0.2 * self.epochs) if self.prune_epochs is None else self.prune_epochs
+        qat_epochs = max(1, round(0.1 * self.epochs)) if self.qat_epochs is None else self.qat_epochs
+        return [StageSpec("train", self.epochs, self.lr),
+                StageSpec("prune", prune_epochs if self.prune > 0 else 0, self.lr),
+                StageSpec("qat", qat_epochs, self.lr * 0.1)]
+
+
+@dataclass
+class EncodeReport:
+    """What an encode achieved, measured on the decoded output of the written file."""
+
+    input: str
+    output: str
+    bytes: int
+    bpp: float
+    psnr_y: float
+    psnr_u: float | None
+    psnr_v: float | None
+    psnr_yuv: float
+    psnr_rgb: float | None
+    ms_ssim: float | None
+    params: int
+    macs_per_pixel: float
+    frames: int
+    width: int
+    height: int
+    encode_seconds: float
+    decode_seconds: float
+    options: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def quant_axis(name: str, param: torch.Tensor) -> int | None:
+    """Per-channel scales where they are cheap: output channels of layers, channels of the base grid."""
+    if name.startswith("grid."):
+        return param.ndim - 1
+    if ".encoding.grids." in name or param.ndim < 2:
+        return None
+    return 0
+
+
+def apply_stage_transform(model: HiNeRV, stage: str, options: EncodeOptions, hooks: HookList) -> None:
+    """What entering a stage does to the model: prune before fine-tuning, fake-quantize before QAT."""
+    if stage == "prune" and options.prune > 0:
+        prune_(model, PruneConfig(ratio=options.prune))
+    elif stage == "qat":
+        quantize_(model, QuantConfig(bits=options.bits), axis_fn=quant_axis)
+    hooks.transform_model(stage, model)
+
+
+def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptions, resume: bool = False,
+           progress: bool = True, hooks: HookList | None = None, log=print,
+           checkpoint_interval: float = 20.0) -> EncodeReport:
+    """Encode ``input_path`` into the bitstream ``output_path`` and report what the written file decodes to.
+
+    Args:
+        resume: continue from ``OUTPUT.ckpt`` if an interrupted encode of the same input and options left one.
+        hooks: compression plugins attached to training.
+        checkpoint_interval: minimum seconds between checkpoints (one is always written at each stage end).
+    """
+    start = time.monotonic()
+    hooks = hooks or HookList([])
+    video = read_video(input_path, frames=options.frames)  # load
+    layout = PlaneLayout.for_format(video.format)
+    grid = layout.planes_to_grid(video.planes)
+    config = build_config(*layout.grid_size, video.num_frames, layout.channels, options.preset, options.params)
+    torch.manual_seed(options.seed)
+    model = HiNeRV(config)
+    params = count_parameters(model)
+    log(f"{video.format.width}x{video.format.height} {video.format.chroma} {video.format.bit_depth}-bit, "
+        f"{video.num_frames} frames -> HiNeRV {options.preset if options.params is None else 'custom'}: "
+        f"{params:,} parameters, strides {config.strides}, widths {config.channels}")
+    train_cfg = TrainConfig(options.batch_size, options.patch_size, loss=options.loss, seed=options.seed)
+    data = TrainingData(grid, video.format.max_value, layout, options.batch_size, options.patch_size)
+    ckpt = Checkpointer(checkpoint_path(output_path), fingerprint(dataclasses.asdict(options), grid),
+                        checkpoint_interval)
+    stages = options.stages()
+    first_stage, first_epoch, opt_state, elapsed_before = 0, 0, None, 0.0
+    if resume and (saved := ckpt.load()) is not None:
+        first_stage, first_epoch, opt_state, elapsed_before = saved.stage, saved.epoch, saved.optimizer, saved.elapsed
+        for k in range(first_stage + 1):
+            apply_stage_transform(model, stages[k].name, options, hooks)
+        model.load_state_dict(saved.model)
+        log(f"resuming at stage '{stages[first_stage].name}', epoch {first_epoch}/{stages[first_stage].epochs}")
+    for k in range(first_stage, len(stages)):  # train -> prune -> quantize
+        spec = stages[k]
+        resuming = k == first_stage and first_epoch > 0
+        if not resuming:
+            apply_stage_transform(model, spec.name, options, hooks)
+        ctx = HookContext(stage=spec.name, step=0, total_steps=0, epoch=0, extras={})
+        hooks.on_stage_start(spec.name, model, ctx)
+
+        def on_epoch_end(epoch: int, optimizer: torch.optim.Optimizer, k: int = k, spec: StageSpec = spec) -> None:
+            elapsed = elapsed_before + time.monotonic() - start
+            ckpt.save(k, epoch, model, optimizer, elapsed, force=epoch == spec.epochs)
+
+        train_stage(model, data, spec, train_cfg, k, hooks, start_epoch=first_epoch if resuming else 0,
+                    optimizer_state=opt_state if resuming else None, on_epoch_end=on_epoch_end,
+                    progress=progress)
+        hooks.on_stage_end(spec.name, model, ctx)
+    model.eval()
+    tensors = export_quantized(model, QuantConfig(bits=options.bits), axis_fn=quant_axis)  # quantize
+    data_bytes = write_bitstream(video.format, video.num_frames, config, tensors)  # code
+    atomic_write_bytes(output_path, data_bytes)  # write
+    encode_seconds = elapsed_before + time.monotonic() - start
+    ckpt.remove()
+    return measure(video, input_path, output_path, params, config, encode_seconds, options)
+
+
+def measure(video: Video, input_path, output_path, params, config, encode_seconds, options) -> EncodeReport:
+    """Decode the file as written and score it against the source."""
+    from eval.metrics import evaluate
+
+    t0 = time.monotonic()
+    decoded = decode_file(output_path)
+    decode_seconds = time.monotonic() - t0
+    m = evaluate(video, decoded)
+    size = Path(output_path).stat().st_size
+    fmt = video.format
+    return EncodeReport(
+        input=str(input_path), output=str(output_path), bytes=size,
+        bpp=size * 8 / (fmt.width * fmt.height * video.num_frames),
+        psnr_y=m.psnr_y, psnr_u=m.psnr_u, psnr_v=m.psnr_v, psnr_yuv=m.psnr_yuv, psnr_rgb=m.psnr_rgb,
+        ms_ssim=m.ms_ssim, params=params, macs_per_pixel=macs_per_pixel(config), frames=video.num_frames,
+        width=fmt.width, height=fmt.height, encode_seconds=encode_seconds, decode_seconds=decode_seconds,
+        options=dataclasses.asdict(options))

@@ -1,0 +1,165 @@
+"""The training loop shared by every encoding stage (train, prune fine-tune, QAT).
+
+Each stage is Adam with linear warm-up and cosine decay, gradient clipping, and a progress bar. Randomness is
+re-seeded from (seed, stage, epoch) at every epoch, so a run resumed from an epoch-boundary checkpoint takes
+exactly the steps the uninterrupted run would have taken. Compression methods plug in through the
+``compress.hooks`` interface, never by editing this loop.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from compress.hooks import HookContext, HookList
+
+from .losses import LOSSES, plane_mse, psnr_yuv_from_mse
+from .layout import PlaneLayout
+
+Region = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One training stage."""
+
+    name: str  # 'train', 'prune' or 'qat'
+    epochs: int  # passes over every frame (and patch)
+    lr: float  # peak learning rate
+    warmup_fraction: float = 0.1  # share of the stage's steps spent warming up linearly
+    min_lr_ratio: float = 0.01  # the cosine decays to lr * min_lr_ratio
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.lr <= 0 or not 0 <= self.warmup_fraction < 1 or self.min_lr_ratio < 0:
+            raise ValueError(f"invalid stage {self!r}")
+
+    def lr_at(self, step: int, total: int) -> float:
+        """Learning rate at ``step`` of ``total``: linear warm-up, then cosine to lr * min_lr_ratio."""
+        warm = int(self.warmup_fraction * total)
+        if step < warm:
+            return self.lr * (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        floor = self.lr * self.min_lr_ratio
+        return floor + 0.5 * (self.lr - floor) * (1 + math.cos(math.pi * progress))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings shared by all stages."""
+
+    batch_size: int = 2  # frames per step
+    patch_size: int = 0  # side of square training patches in grid pixels; 0 trains on whole frames
+    grad_clip: float = 1.0  # max gradient norm
+    loss: str = "yuvlog"  # a name from codec.losses.LOSSES
+    seed: int = 0  # seeds initialisation and every epoch's sampling
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.patch_size < 0 or self.grad_clip <= 0:
+            raise ValueError(f"invalid training config {self!r}")
+        LOSSES.get(self.loss)
+
+
+class TrainingData:
+    """The clip as an integer grid (kept in its storage dtype until a batch needs it) and its sampling."""
+
+    def __init__(self, grid: torch.Tensor, max_value: int, layout: PlaneLayout, batch_size: int,
+                 patch_size: int = 0) -> None:
+        self.grid = grid  # (T, H, W, C) uint8 / int16
+        self.scale = 1.0 / max_value
+        self.layout = layout
+        self.batch_size = batch_size
+        frames, h, w, _ = grid.shape
+        self.frames = frames
+        p = patch_size if patch_size and patch_size < max(h, w) else 0
+        self.regions: list[Region] = (
+            [(y, min(y + p, h), x, min(x + p, w)) for y in range(0, h, p) for x in range(0, w, p)]
+            if p else [(0, h, 0, w)])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.regions) * math.ceil(self.frames / self.batch_size)
+
+    def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, Region]]:
+        """One epoch: every (frame, region) once, batches share a region, in a seeded random order."""
+        plan: list[tuple[torch.Tensor, Region]] = []
+        for region in self.regions:
+            order = torch.randperm(self.frames, generator=generator)
+            plan += [(order[i:i + self.batch_size], region) for i in range(0, self.frames, self.batch_size)]
+        for i in torch.randperm(len(plan), generator=generator).tolist():
+            yield plan[i]
+
+    def target(self, t: torch.Tensor, region: Region) -> torch.Tensor:
+        """(B, h, w, C) float targets in [0, 1]."""
+        y0, y1, x0, x1 = region
+        return self.grid[t, y0:y1, x0:x1].float().mul_(self.scale)
+
+
+def epoch_seed(seed: int, stage_index: int, epoch: int) -> int:
+    return (seed * 1_000_003 + stage_index * 10_007 + epoch) % (2**63)
+
+
+def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: TrainConfig, stage_index: int,
+                hooks: HookList | None = None, start_epoch: int = 0, optimizer_state: dict | None = None,
+                on_epoch_end: Callable[[int, torch.optim.Optimizer], None] | None = None,
+                progress: bool = True) -> None:
+    """Run epochs ``start_epoch .. spec.epochs`` of one stage.
+
+    Args:
+        on_epoch_end: called with (epochs done, optimizer) after every epoch, e.g. to checkpoint.
+        optimizer_state: Adam state to continue from (resume).
+    """
+    hooks = hooks or HookList([])
+    loss_fn = LOSSES.get(config.loss)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=spec.lr)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    per_epoch = data.steps_per_epoch
+    total = max(1, spec.epochs * per_epoch)
+    model.train()
+    luma = data.layout.luma_channels
+    with tqdm(total=spec.epochs * per_epoch, initial=start_epoch * per_epoch, desc=f"{spec.name:>5}",
+              disable=not progress, unit="step", dynamic_ncols=True, leave=True) as bar:
+        for epoch in range(start_epoch, spec.epochs):
+            seed = epoch_seed(config.seed, stage_index, epoch)
+            torch.manual_seed(seed)  # Quant-Noise and any plugin randomness
+            generator = torch.Generator().manual_seed(seed)
+            running = None
+            for i, (t, region) in enumerate(data.batches(generator)):
+                step = epoch * per_epoch + i
+                for group in optimizer.param_groups:
+                    group["lr"] = spec.lr_at(step, total)
+                target = data.target(t, region)
+                pred = model(t, region)
+                loss = loss_fn(pred, target, luma)
+                ctx = HookContext(stage=spec.name, step=step, total_steps=total, epoch=epoch, extras={})
+                extra = hooks.extra_loss(model, (t, region, target), pred, ctx)
+                if extra is not None:
+                    loss = loss + extra
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                optimizer.step()
+                hooks.on_step_end(step, model, ctx)
+                with torch.no_grad():
+                    mse = plane_mse(pred.detach(), target, luma)
+                    running = mse if running is None else 0.9 * running + 0.1 * mse
+                bar.update(1)
+                if i % 10 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr_yuv_from_mse(running):.2f}",
+                                    refresh=False)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, optimizer)
+
+
+@torch.no_grad()
+def render(model: nn.Module, frames: int, batch_size: int = 4, progress: bool = False) -> Iterator[torch.Tensor]:
+    """Yield the whole-frame output grids of frames 0..frames-1 in chunks: (B, H, W, C) in [0, 1]."""
+    model.eval()
+    for start in tqdm(range(0, frames, batch_size), desc="render", disable=not progress, unit="chunk"):
+        t = torch.arange(start, min(start + batch_size, frames))
+        yield model(t)

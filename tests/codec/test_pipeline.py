@@ -1,0 +1,168 @@
+"""End to end on real footage: encode -> file -> decode, resume, determinism, honest reports."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from codec.checkpoint import checkpoint_path
+from codec.clips import make_clip
+from codec.decoder import decode_file
+from codec.encoder import EncodeOptions, encode
+from codec.y4m import read_y4m
+from compress.hooks import HookList, TrainingHook
+from eval.metrics import evaluate
+
+FAST = EncodeOptions(preset="s", epochs=4, prune_epochs=2, qat_epochs=2, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("clip") / "carphone.y4m"
+    make_clip(path, frames=6, crop=(40, 32, 64, 48))
+    return path
+
+
+@pytest.fixture(scope="module")
+def encoded(clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("enc") / "clip.bin"
+    report = encode(clip, out, FAST, progress=False, log=lambda *_: None)
+    return out, report
+
+
+def test_report_is_measured_on_the_written_file(clip, encoded):
+    out, report = encoded
+    assert report.bytes == out.stat().st_size
+    assert report.bpp == pytest.approx(out.stat().st_size * 8 / (64 * 48 * 6))
+    decoded = decode_file(out)
+    m = evaluate(read_y4m(clip), decoded)
+    assert report.psnr_yuv == pytest.approx(m.psnr_yuv, abs=1e-9)
+    assert report.psnr_y == pytest.approx(m.psnr_y, abs=1e-9)
+    assert 15 < report.psnr_yuv < 60
+    assert not checkpoint_path(out).exists()
+
+
+def test_decoded_file_carries_the_source_header(clip, encoded, tmp_path):
+    out, _ = encoded
+    decode_file(out, tmp_path / "dec.y4m")
+    src, dec = read_y4m(clip), read_y4m(tmp_path / "dec.y4m")
+    assert dec.format == src.format
+    assert dec.num_frames == src.num_frames
+    assert (tmp_path / "dec.y4m").read_bytes().split(b"\n")[0] == clip.read_bytes().split(b"\n")[0]
+
+
+def test_decoding_is_deterministic_across_runs_and_threads(encoded, tmp_path):
+    out, _ = encoded
+    outputs = []
+    for threads in (1, 2, 1):
+        dst = tmp_path / f"dec{threads}_{len(outputs)}.y4m"
+        code = ("import torch,sys; torch.set_num_threads(int(sys.argv[1])); from codec.decoder import decode_file; "
+                "decode_file(sys.argv[2], sys.argv[3])")
+        subprocess.run([sys.executable, "-c", code, str(threads), str(out), str(dst)], check=True,
+                       cwd=Path(__file__).resolve().parents[2])
+        outputs.append(dst.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+class Interrupt(TrainingHook):
+    """Stops the encode once, part-way through a stage, as a kill would."""
+
+    def __init__(self, stage: str, step: int) -> None:
+        self.stage, self.step = stage, step
+
+    def on_step_end(self, step, model, ctx):
+        if ctx.stage == self.stage and step == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stage,step", [("train", 9), ("qat", 4)])
+def test_resume_finishes_with_identical_bytes(clip, encoded, tmp_path, stage, step):
+    reference, _ = encoded
+    out = tmp_path / "resumed.bin"
+    quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
+    with pytest.raises(KeyboardInterrupt):
+        encode(clip, out, FAST, hooks=HookList([Interrupt(stage, step)]), **quiet)
+    assert checkpoint_path(out).exists() and not out.exists()
+    encode(clip, out, FAST, resume=True, **quiet)
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_resume_refuses_a_foreign_checkpoint(clip, tmp_path):
+    out = tmp_path / "x.bin"
+    quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
+    with pytest.raises(KeyboardInterrupt):
+        encode(clip, out, FAST, hooks=HookList([Interrupt("train", 3)]), **quiet)
+    other = EncodeOptions(preset="s", epochs=5, prune_epochs=2, qat_epochs=2)
+    with pytest.raises(ValueError, match="another input or other options"):
+        encode(clip, out, other, resume=True, **quiet)
+
+
+def test_cli_round_trip_and_info(clip, tmp_path):
+    env_cli = [sys.executable, "-m", "codec.cli"]
+    cwd = Path(__file__).resolve().parents[2]
+    out, dec, rep = tmp_path / "a.bin", tmp_path / "a.y4m", tmp_path / "r.json"
+    r = subprocess.run(env_cli + ["encode", str(clip), str(out), "--preset", "xxs", "--epochs", "2", "--frames", "3",
+                                  "--json", str(rep), "-q"], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(rep.read_text())
+    for key in ("bytes", "bpp", "psnr_y", "psnr_yuv", "ms_ssim", "params", "encode_seconds"):
+        assert key in report
+    assert report["bytes"] == out.stat().st_size and report["frames"] == 3
+    r = subprocess.run(env_cli + ["decode", str(out), str(dec), "-q"], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert read_y4m(dec).num_frames == 3
+    r = subprocess.run(env_cli + ["info", str(out), "--json"], cwd=cwd, capture_output=True, text=True)
+    info = json.loads(r.stdout)
+    assert info["bytes"] == out.stat().st_size and info["frames"] == 3
+    assert sum(info["breakdown"].values()) == info["bytes"]
+    assert len(info["tensors"]) > 5 and all(t["name"] for t in info["tensors"])
+
+
+def _cli(args, tmp_path):
+    cwd = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, "-m", "codec.cli", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty"])
+def test_damaged_bitstream_exits_2_with_one_line(encoded, tmp_path, damage):
+    data = bytearray(encoded[0].read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":
+        data[len(data) // 2] ^= 0x10
+    elif damage == "garbage":
+        data += b"junk"
+    else:
+        data = bytearray()
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(bytes(data))
+    for cmd in (["decode", str(bad), str(tmp_path / "o.y4m")], ["info", str(bad)]):
+        r = _cli(cmd, tmp_path)
+        assert r.returncode == 2
+        assert r.stderr.count("\n") == 1 and r.stderr.startswith("hinerv: error:")
+        assert "Traceback" not in r.stderr
+    assert not (tmp_path / "o.y4m").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["encode", "missing.y4m", "o.bin"], "no such file"),
+    (["encode", "{clip}", "o.bin", "--preset", "huge"], "unknown preset"),
+    (["encode", "{clip}", "o.bin", "--epochs", "0"], "--epochs"),
+    (["encode", "{clip}", "o.bin", "--bits", "1"], "bits"),
+    (["encode", "{bad}", "o.bin"], "truncated"),
+])
+def test_bad_encode_input_exits_2(clip, tmp_path, args, message):
+    bad = tmp_path / "bad.y4m"
+    bad.write_bytes(clip.read_bytes()[:500])
+    args = [a.format(clip=clip, bad=bad) for a in args]
+    r = _cli(args, tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_same_seed_same_bytes(clip, encoded, tmp_path):
+    out = tmp_path / "again.bin"
+    encode(clip, out, FAST, progress=False, log=lambda *_: None)
+    assert out.read_bytes() == encoded[0].read_bytes()
