@@ -80,7 +80,7 @@ class EncodeReport:
     psnr_rgb: float | None
     ms_ssim: float | None
     params: int
-    macs_per_pixel: float
+    macs_per_pixel: float  # multiply-accumulates per luma pixel to render a frame
     frames: int
     width: int
     height: int
@@ -183,6 +183,7 @@ def measure(video: Video, input_path, output_path, params, config, encode_second
         input=str(input_path), output=str(output_path), bytes=size,
         bpp=size * 8 / (fmt.width * fmt.height * video.num_frames),
         psnr_y=m.psnr_y, psnr_u=m.psnr_u, psnr_v=m.psnr_v, psnr_yuv=m.psnr_yuv, psnr_rgb=m.psnr_rgb,
-        ms_ssim=m.ms_ssim, params=params, macs_per_pixel=macs_per_pixel(config), frames=video.num_frames,
+        ms_ssim=m.ms_ssim, params=params, frames=video.num_frames,
+        macs_per_pixel=macs_per_pixel(config) * config.height * config.width / (fmt.width * fmt.height),
         width=fmt.width, height=fmt.height, encode_seconds=encode_seconds, decode_seconds=decode_seconds,
         options=dataclasses.asdict(options))

@@ -210,7 +210,7 @@ class FrameStack:
 
     def _grow(self) -> None:
         capacity = self._planes[0].shape[0]
-        new = min(max(2 * capacity, 8), self.max_frames)
+        new = min(max(2 * capacity, 1), self.max_frames)  # from 0: memory follows the frames that arrive
         if new <= capacity:
             raise VideoFormatError(f"more than {self.max_frames} frames")
         grown = []

@@ -36,6 +36,7 @@ _HIGH_DEPTH_C = {f"{base}p{d}": (base, d) for base in ("420", "422", "444") for 
 _HIGH_DEPTH_C.update({f"mono{d}": ("mono", d) for d in (10, 12)})
 _NUMBER = r"\d{1,10}"  # bounded so a hostile header cannot ask int() for a giant number
 _PLANE_NAMES = ("Y", "Cb", "Cr")
+_FIRST_READ = 1 << 16  # a stream's frame is read in pieces that at most double what has arrived
 
 
 @dataclass(frozen=True)
@@ -268,8 +269,8 @@ def _new_stack(
     """A FrameStack preallocated for as many frames as the file can hold, refused if over the byte limit."""
     wanted = limits.max_frames if max_frames is None else min(max_frames, limits.max_frames)
     by_bytes = limits.max_total_bytes // fmt.frame_bytes
-    if end is None:
-        return FrameStack(fmt, min(wanted, by_bytes, 8), min(wanted, by_bytes))
+    if end is None:  # a stream: reserve nothing before frames arrive (the stack doubles as they do)
+        return FrameStack(fmt, 0, min(wanted, by_bytes))
     capacity = min(wanted, (end - f.tell()) // (fmt.frame_bytes + len(_FRAME) + 1))
     if capacity > by_bytes:
         raise VideoFormatError(
@@ -293,12 +294,14 @@ def _read_payload(f: BinaryIO, fmt: VideoFormat, index: int, end: int | None) ->
     size = fmt.frame_bytes
     if end is not None and end - f.tell() < size:  # refuse before read() allocates a buffer of `size`
         raise VideoFormatError(f"frame {index}: truncated (got {end - f.tell()} of {size} bytes)")
-    data = f.read(size)
-    while len(data) < size:  # raw or unusual streams may return short reads before the end
-        more = f.read(size - len(data))
-        if not more:
-            raise VideoFormatError(f"frame {index}: truncated (got {len(data)} of {size} bytes)")
-        data += more
+    data = f.read(size if end is not None else min(size, _FIRST_READ))
+    if len(data) < size:  # a stream (or a short read): grow with the bytes that really arrive
+        data = bytearray(data)
+        while len(data) < size:
+            more = f.read(min(size - len(data), max(_FIRST_READ, len(data))))
+            if not more:
+                raise VideoFormatError(f"frame {index}: truncated (got {len(data)} of {size} bytes)")
+            data += more
     samples = np.frombuffer(data, np.uint8 if fmt.bit_depth == 8 else np.dtype("<u2"))
     if fmt.bit_depth > 8:
         _check_sample_range(samples, fmt, index)
