@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.13.0
 STAMP  := $(VENV)/.installed
 DEMO_FRAMES ?= 30
-DEMO_EPOCHS ?= 60
+DEMO_EPOCHS ?= 150
 
 .PHONY: install demo test clean
 

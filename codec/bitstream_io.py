@@ -88,14 +88,15 @@ def describe_file(path: str | os.PathLike) -> dict:
 
     data = read_file_bytes(path)
     found = _sections(data)
-    fmt, frames, config, _ = read_bitstream(data)
+    fmt, frames, config, decoded = read_bitstream(data)
     with torch.device("meta"):
         model = HiNeRV(config)
     names = [n for n, _ in model.named_parameters()]
     tensors = tensor_breakdown(found[SectionType.TENSORS])
-    for name, t in zip(names, tensors):
+    for name, t, q in zip(names, tensors, decoded):
         t["name"] = name
         t["numel"] = int(np.prod(t["shape"]))
+        t["zero_fraction"] = float(np.mean(np.asarray(q.symbols) == 0)) if t["numel"] else 0.0
     sections = {s.type: s for s in read_container(data)}
     side = sum(t["bytes_side"] for t in tensors)
     scales = sum(t["bytes_scales"] for t in tensors)

@@ -46,11 +46,13 @@ class Checkpoint:
     model: dict[str, torch.Tensor]
     optimizer: dict[str, Any]
     elapsed: float  # seconds of encoding before this checkpoint
+    hooks: dict[str, Any]  # the plugins' state (e.g. a rate controller's lambda)
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         torch.save({"fingerprint": self.fingerprint, "stage": self.stage, "epoch": self.epoch,
-                    "model": self.model, "optimizer": self.optimizer, "elapsed": self.elapsed}, buf)
+                    "model": self.model, "optimizer": self.optimizer, "elapsed": self.elapsed,
+                    "hooks": self.hooks}, buf)
         return buf.getvalue()
 
     @classmethod
@@ -58,7 +60,7 @@ class Checkpoint:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             return cls(**{k: state[k] for k in ("fingerprint", "stage", "epoch", "model", "optimizer",
-                                                 "elapsed")})
+                                                 "elapsed", "hooks")})
         except Exception as exc:  # any damage: the caller decides whether to start over
             raise ValueError(f"checkpoint {path} is unreadable: {exc.__class__.__name__}") from None
 
@@ -73,11 +75,12 @@ class Checkpointer:
         self._last = time.monotonic()
 
     def save(self, stage: int, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             elapsed: float, force: bool = False) -> bool:
+             elapsed: float, hooks: dict[str, Any], force: bool = False) -> bool:
         now = time.monotonic()
         if not force and now - self._last < self.interval:
             return False
-        ckpt = Checkpoint(self.fingerprint, stage, epoch, model.state_dict(), optimizer.state_dict(), elapsed)
+        ckpt = Checkpoint(self.fingerprint, stage, epoch, model.state_dict(), optimizer.state_dict(), elapsed,
+                          hooks)
         atomic_write_bytes(self.path, ckpt.to_bytes())
         self._last = now
         return True

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import click
 
+from .encoder import EncodeOptions
 from .fileio import atomic_write_bytes
+
+DEFAULTS = EncodeOptions()  # one source of truth for the encode defaults
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -56,30 +59,37 @@ def main() -> None:
 @main.command()
 @click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False))
 @click.argument("output_path", metavar="OUT", type=click.Path(dir_okay=False))
-@click.option("--preset", default="s", show_default=True, help="Model size: xxs, xs, s, m, l, xl.")
+@click.option("--preset", default=DEFAULTS.preset, show_default=True, help="Model size: xxs, xs, s, m, l, xl.")
 @click.option("--params", type=int, default=None, help="Parameter budget (overrides the preset).")
-@click.option("--epochs", type=int, default=300, show_default=True, help="Training epochs (+20% prune, +10% QAT).")
-@click.option("--bits", type=int, default=6, show_default=True, help="Bits per quantized weight.")
-@click.option("--prune", "prune_ratio", type=float, default=0.15, show_default=True, help="Fraction of weights pruned.")
-@click.option("--loss", default="yuvlog", show_default=True, help="Training loss: yuvlog, l1ssim, mse.")
+@click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Training epochs (+20% prune, +10% QAT).")
+@click.option("--bits", type=int, default=DEFAULTS.bits, show_default=True, help="Bits per quantized weight.")
+@click.option("--prune", "prune_ratio", type=float, default=DEFAULTS.prune, show_default=True, help="Fraction of weights pruned.")
+@click.option("--loss", default=DEFAULTS.loss, show_default=True, help="Training loss: yuvlog, l1ssim, mse.")
 @click.option("--frames", type=int, default=None, help="Encode only the first N frames.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate.")
-@click.option("--batch-size", type=int, default=2, show_default=True, help="Frames per training step.")
-@click.option("--patch-size", type=int, default=0, show_default=True,
-              help="Training patch side in output-grid pixels (0: whole frames).")
+@click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
+@click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Peak learning rate.")
+@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Frames per training step.")
+@click.option("--patch-size", type=int, default=None,
+              help="Training patch side in output-grid pixels (0: whole frames; default: whole frames up to "
+                   "256x256, else 120).")
+@click.option("--quant", type=click.Choice(["uniform", "sbs"]), default=DEFAULTS.quant, show_default=True,
+              help="uniform: --bits everywhere; sbs: per-layer widths and pruning searched (SBS).")
+@click.option("--lambda", "sbs_lambda", type=float, default=DEFAULTS.sbs_lambda, show_default=True,
+              help="SBS: weight of log(rate) during the width search.")
+@click.option("--target-bpp", type=float, default=None, help="SBS: steer the search to this rate.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted encode from OUT.ckpt.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write a JSON report (bytes, bpp, PSNR, MS-SSIM, params, times).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
 def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, loss, frames, seed, lr, batch_size,
-           patch_size, resume, json_path, quiet) -> None:
+           patch_size, quant, sbs_lambda, target_bpp, resume, json_path, quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
-    from .encoder import EncodeOptions, encode as run_encode
+    from .encoder import encode as run_encode
 
     options = EncodeOptions(preset=preset, params=params, epochs=epochs, bits=bits, prune=prune_ratio, loss=loss,
-                            frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size)
+                            frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size,
+                            quant=quant, sbs_lambda=sbs_lambda, target_bpp=target_bpp)
     if not Path(input_path).is_file():
         raise FileNotFoundError(2, "no such file", input_path)
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
@@ -135,12 +145,13 @@ def format_info(desc: dict) -> str:
         f"local grids {m['local_frames']} frames x C_loc {m['local_channels']}",
         "bytes       " + ", ".join(f"{k} {v:,}" for k, v in desc["breakdown"].items()),
         "",
-        f"{'tensor':<34} {'shape':<18} {'bits':>4} {'model':<10} {'payload':>8} {'scales':>6} {'side':>5} "
-        f"{'bits/param':>10}",
+        f"{'tensor':<34} {'shape':<18} {'bits':>4} {'zeros':>6} {'model':<10} {'payload':>8} {'scales':>6} "
+        f"{'side':>5} {'bits/param':>10}",
     ]
     for t in desc["tensors"]:
         n = max(1, t["numel"])
-        lines.append(f"{t['name']:<34} {'x'.join(map(str, t['shape'])):<18} {t['bits']:>4} {t['model']:<10} "
+        lines.append(f"{t['name']:<34} {'x'.join(map(str, t['shape'])):<18} {t['bits']:>4} "
+                     f"{100 * t['zero_fraction']:>5.1f}% {t['model']:<10} "
                      f"{t['bytes_payload']:>8} {t['bytes_scales']:>6} {t['bytes_side']:>5} {8 * t['bytes'] / n:>10.3f}")
     return "\n".join(lines)
 

@@ -12,6 +12,7 @@ import torch
 from compress.hooks import HookContext, HookList
 from compress.prune import PruneConfig, prune_
 from compress.quantize import QuantConfig, export_quantized, quantize_
+from compress.sbs import SBSConfig, SBSHook, export_sbs
 from inr.model import HiNeRV, count_parameters, macs_per_pixel
 from inr.presets import PRESETS, build_config
 
@@ -22,6 +23,10 @@ from .fileio import atomic_write_bytes
 from .layout import PlaneLayout
 from .train import StageSpec, TrainConfig, TrainingData, train_stage
 from .video import Video, read_video
+
+
+QUANTIZERS = ("uniform", "sbs")
+AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,12 @@ class EncodeOptions:
     loss: str = "yuvlog"  # see codec.losses.LOSSES
     frames: int | None = None  # encode only the first N frames
     seed: int = 0
-    lr: float = 2e-3
+    lr: float = 1e-2  # measured on carphone (preset m, 40 epochs): 2e-3 32.5 dB, 5e-3 34.0, 1e-2 34.6, 2e-2 34.6
     batch_size: int = 2  # frames per step
-    patch_size: int = 0  # training patch side in grid pixels; 0 = whole frames
+    patch_size: int | None = None  # training patch side in grid pixels; 0 = whole frames; None = auto
+    quant: str = "uniform"  # 'uniform' (--bits for every tensor) or 'sbs' (per-layer widths searched, SBS)
+    sbs_lambda: float = 0.1  # SBS: weight of log(rate) in the loss during the search
+    target_bpp: float | None = None  # SBS: steer lambda so the searched widths meet this rate
 
     def __post_init__(self) -> None:
         PRESETS.get(self.preset)
@@ -55,14 +63,36 @@ class EncodeOptions:
             if v is not None and v < 0:
                 raise ValueError(f"{name} must be >= 0, got {v}")
         QuantConfig(bits=self.bits)
-        TrainConfig(batch_size=self.batch_size, patch_size=self.patch_size, loss=self.loss, seed=self.seed)
+        if self.quant not in QUANTIZERS:
+            raise ValueError(f"--quant must be one of {', '.join(QUANTIZERS)}, got {self.quant!r}")
+        if self.sbs_lambda < 0 or (self.target_bpp is not None and self.target_bpp <= 0):
+            raise ValueError("--lambda must be >= 0 and --target-bpp > 0")
+        if self.target_bpp is not None and self.quant != "sbs":
+            raise ValueError("--target-bpp needs --quant sbs")
+        TrainConfig(batch_size=self.batch_size, patch_size=self.patch_size or 0, loss=self.loss, seed=self.seed)
+
+    def resolved_patch_size(self, grid_size: tuple[int, int]) -> int:
+        """Whole frames while a frame is small (cheap, no overlap), HiNeRV's 120x120 patches above that."""
+        if self.patch_size is not None:
+            return self.patch_size
+        return 0 if grid_size[0] * grid_size[1] <= AUTO_PATCH_MAX_PIXELS else 120
 
     def stages(self) -> list[StageSpec]:
+        """train -> prune (fine-tune after magnitude pruning, or the SBS search) -> qat."""
         prune_epochs = round(0.2 * self.epochs) if self.prune_epochs is None else self.prune_epochs
         qat_epochs = max(1, round(0.1 * self.epochs)) if self.qat_epochs is None else self.qat_epochs
+        if self.quant == "uniform" and self.prune == 0:
+            prune_epochs = 0
         return [StageSpec("train", self.epochs, self.lr),
-                StageSpec("prune", prune_epochs if self.prune > 0 else 0, self.lr),
+                StageSpec("prune", prune_epochs, self.lr),
                 StageSpec("qat", qat_epochs, self.lr * 0.1)]
+
+    def quantizer_hooks(self, pixels: int) -> list:
+        """The plugins the quantizer needs: SBS searches widths in the prune stage and freezes them after."""
+        if self.quant != "sbs":
+            return []
+        target = None if self.target_bpp is None else self.target_bpp * pixels
+        return [SBSHook(SBSConfig(), lam=self.sbs_lambda, stage="prune", target_bits=target, axis_fn=quant_axis)]
 
 
 @dataclass
@@ -102,12 +132,23 @@ def quant_axis(name: str, param: torch.Tensor) -> int | None:
 
 
 def apply_stage_transform(model: HiNeRV, stage: str, options: EncodeOptions, hooks: HookList) -> None:
-    """What entering a stage does to the model: prune before fine-tuning, fake-quantize before QAT."""
-    if stage == "prune" and options.prune > 0:
-        prune_(model, PruneConfig(ratio=options.prune))
-    elif stage == "qat":
-        quantize_(model, QuantConfig(bits=options.bits), axis_fn=quant_axis)
+    """What entering a stage does to the model: prune before fine-tuning, fake-quantize before QAT.
+
+    With ``--quant sbs`` the SBS plugin does both (its pruning gates are the 0-bit choice).
+    """
+    if options.quant == "uniform":
+        if stage == "prune" and options.prune > 0:
+            prune_(model, PruneConfig(ratio=options.prune))
+        elif stage == "qat":
+            quantize_(model, QuantConfig(bits=options.bits), axis_fn=quant_axis)
     hooks.transform_model(stage, model)
+
+
+def export(model: HiNeRV, options: EncodeOptions) -> list:
+    """The quantized tensors to code, in ``model.named_parameters()`` order."""
+    if options.quant == "sbs":
+        return export_sbs(model, fallback=QuantConfig(bits=options.bits), axis_fn=quant_axis)
+    return export_quantized(model, QuantConfig(bits=options.bits), axis_fn=quant_axis)
 
 
 def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptions, resume: bool = False,
@@ -121,8 +162,10 @@ def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptio
         checkpoint_interval: minimum seconds between checkpoints (one is always written at each stage end).
     """
     start = time.monotonic()
-    hooks = hooks or HookList([])
     video = read_video(input_path, frames=options.frames)  # load
+    pixels = video.format.width * video.format.height * video.num_frames
+    option_hooks = HookList(options.quantizer_hooks(pixels))  # plugins the options imply: checkpointed
+    hooks = HookList(list(option_hooks) + list(hooks or []))
     layout = PlaneLayout.for_format(video.format)
     grid = layout.planes_to_grid(video.planes)
     config = build_config(*layout.grid_size, video.num_frames, layout.channels, options.preset, options.params)
@@ -132,8 +175,9 @@ def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptio
     log(f"{video.format.width}x{video.format.height} {video.format.chroma} {video.format.bit_depth}-bit, "
         f"{video.num_frames} frames -> HiNeRV {options.preset if options.params is None else 'custom'}: "
         f"{params:,} parameters, strides {config.strides}, widths {config.channels}")
-    train_cfg = TrainConfig(options.batch_size, options.patch_size, loss=options.loss, seed=options.seed)
-    data = TrainingData(grid, video.format.max_value, layout, options.batch_size, options.patch_size)
+    patch = options.resolved_patch_size(layout.grid_size)
+    train_cfg = TrainConfig(options.batch_size, patch, loss=options.loss, seed=options.seed)
+    data = TrainingData(grid, video.format.max_value, layout, options.batch_size, patch)
     ckpt = Checkpointer(checkpoint_path(output_path), fingerprint(dataclasses.asdict(options), grid),
                         checkpoint_interval)
     stages = options.stages()
@@ -143,6 +187,7 @@ def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptio
         for k in range(first_stage + 1):
             apply_stage_transform(model, stages[k].name, options, hooks)
         model.load_state_dict(saved.model)
+        option_hooks.load_state_dict(saved.hooks)
         log(f"resuming at stage '{stages[first_stage].name}', epoch {first_epoch}/{stages[first_stage].epochs}")
     for k in range(first_stage, len(stages)):  # train -> prune -> quantize
         spec = stages[k]
@@ -154,14 +199,15 @@ def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptio
 
         def on_epoch_end(epoch: int, optimizer: torch.optim.Optimizer, k: int = k, spec: StageSpec = spec) -> None:
             elapsed = elapsed_before + time.monotonic() - start
-            ckpt.save(k, epoch, model, optimizer, elapsed, force=epoch == spec.epochs)
+            ckpt.save(k, epoch, model, optimizer, elapsed, option_hooks.state_dict(),
+                      force=epoch == spec.epochs)
 
         train_stage(model, data, spec, train_cfg, k, hooks, start_epoch=first_epoch if resuming else 0,
                     optimizer_state=opt_state if resuming else None, on_epoch_end=on_epoch_end,
                     progress=progress)
         hooks.on_stage_end(spec.name, model, ctx)
     model.eval()
-    tensors = export_quantized(model, QuantConfig(bits=options.bits), axis_fn=quant_axis)  # quantize
+    tensors = export(model, options)  # quantize
     data_bytes = write_bitstream(video.format, video.num_frames, config, tensors)  # code
     atomic_write_bytes(output_path, data_bytes)  # write
     encode_seconds = elapsed_before + time.monotonic() - start

@@ -57,3 +57,4 @@ __all__ = [
     "remember_param_order",
     "sparsity",
 ]
+from compress import sbs as _sbs  # noqa: E402,F401  (registers the 'sbs' plugin)

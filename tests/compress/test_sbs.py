@@ -1,0 +1,349 @@
+"""compress.sbs: SBS bit sharing, width gates, group pruning, rate term, freeze, export, hook."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from bitstream.tensors import QuantizedTensor, decode_tensors, encode_tensors
+from compress.hooks import PLUGINS, HookContext, HookList
+from compress.prune import PruneConfig, bake_, prune_
+from compress.quantize import QuantConfig, load_dequantized_
+from compress.sbs import (
+    SBSConfig,
+    SBSHook,
+    SBSQuant,
+    bisect_lambda,
+    chosen_widths,
+    export_sbs,
+    freeze_gates_,
+    not_sbs_filter,
+    rate_bits,
+    sbs_,
+    sbs_loss,
+    sbs_tensors,
+)
+
+
+class Net(nn.Module):
+    """Grid + depthwise conv + linear layers, like a tiny HiNeRV."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.grid = nn.Parameter(torch.randn(1, 4, 5, 8) * 0.1)  # (1, H, W, C)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 3)
+
+    def forward(self) -> torch.Tensor:
+        h = self.dw(self.grid.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)  # (1, H, W, 8)
+        return self.fc2(torch.nn.functional.gelu(self.fc1(h)))  # (1, H, W, 3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: threads only add contention on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def bits_of(model: nn.Module) -> float:
+    return float(rate_bits(model).detach())
+
+
+def grid_axis(name: str, p: torch.Tensor) -> int | None:
+    return p.ndim - 1 if name == "grid" else (0 if p.ndim >= 2 else None)
+
+
+def make(seed: int = 0) -> Net:
+    torch.manual_seed(seed)
+    return Net()
+
+
+def direct(z: torch.Tensor, bits: int) -> torch.Tensor:
+    s = 1.0 / (2**bits - 1)
+    return s * torch.round(z / s)
+
+
+def test_bit_sharing_equals_direct_quantization_paper() -> None:
+    torch.manual_seed(0)
+    z = torch.rand(10_000, dtype=torch.float64)
+    z2 = direct(z, 2)  # the spec's float formulas, literally
+    e4 = direct(z - z2, 4)
+    z4 = z2 + e4
+    e8 = direct(z - z4, 8)
+    assert torch.allclose(z4, direct(z, 4), atol=1e-12, rtol=0)
+    assert torch.allclose(z4 + e8, direct(z, 8), atol=1e-12, rtol=0)
+    # the module's integer-unit decomposition: k_b / (2**b - 1) equals direct quantization at each width
+    q = SBSQuant((10_000,), None, grid="paper", v_init=1.0)
+    w = (2 * z - 1).float()
+    st = q._state(w, q._normalise(w))
+    for k, b in zip(st.ks, (2, 4, 8)):
+        assert torch.allclose(k.double() / (2**b - 1), direct(q._normalise(w).double(), b), atol=1e-6, rtol=0)
+    # not nested for 2 -> 3: the residual sum differs from direct 3-bit quantization
+    z3 = z2 + direct(z - z2, 3)
+    assert not torch.allclose(z3, direct(z, 3), atol=1e-6)
+
+
+def test_midtread_nesting_and_decomposition() -> None:
+    def levels(b: int) -> set[float]:
+        n = 2 ** (b - 1)
+        return {k / n for k in range(-(n - 1), n)}
+
+    assert levels(2) == {-0.5, 0.0, 0.5} and levels(2) < levels(4) < levels(8)
+    torch.manual_seed(1)
+    w = torch.rand(5000) * 2.4 - 1.2  # beyond ±v too
+    q = SBSQuant((5000,), None, grid="midtread", v_init=1.0)
+    u = q._normalise(w)
+    st = q._state(w, u)
+    for k, b in zip(st.ks, (2, 4, 8)):
+        n = 2 ** (b - 1)
+        assert torch.equal(k, torch.round(w.clamp(-1, 1) * n).clamp(-(n - 1), n - 1))
+    assert bool((st.ks[0] == 0).any())  # a zero level
+
+
+@pytest.mark.parametrize("grid", ["paper", "midtread"])
+def test_gate_closes_for_weights_on_the_2bit_grid(grid: str) -> None:
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Linear(8, 4))
+    # 2-bit grid for v = 1: paper {-1, -1/3, 1/3, 1}, mid-tread {-1/2, 0, 1/2}
+    lv = torch.tensor([-1.0, -1 / 3, 1 / 3, 1.0] if grid == "paper" else [-0.5, 0.0, 0.5])
+    with torch.no_grad():
+        model[0].weight.copy_(lv[torch.randint(0, len(lv), (8, 6))])
+        model[0].weight[0, : len(lv)] = lv
+    sbs_(model, SBSConfig(grid=grid, prune=False), filter_fn=lambda mn, m, pn, p: pn == "weight")
+    with torch.no_grad():
+        model[0].parametrizations.weight[0].v.fill_(1.0)
+    widths = chosen_widths(model)
+    assert widths == {"0.weight": (2, 0.0), "1.weight": (8, 0.0)}
+    assert torch.allclose(model[0].weight, model[0].parametrizations.weight.original, atol=1e-3)
+
+
+def test_gradients_reach_v_weights_and_thresholds() -> None:
+    model = make()
+    sbs_(model, SBSConfig(init_prune_threshold=0.2), axis_fn=grid_axis)
+    loss = sbs_loss(model().square().mean(), model, lam=0.1)
+    loss.backward()
+    for _, module, pname, q, _ in sbs_tensors(model):
+        orig = module.parametrizations[pname].original
+        assert orig.grad is not None and orig.grad.abs().sum() > 0
+        assert q.v.grad is not None and q.v.grad.abs() > 0
+        assert q.alpha.grad is not None and bool((q.alpha.grad != 0).all()), pname
+    pruned_any = [q for *_, q, _ in sbs_tensors(model) if q.alpha_p.grad is not None and q.alpha_p.grad != 0]
+    assert pruned_any  # α_p gets gradient (sigmoid surrogate) where groups are near the threshold
+
+
+@pytest.mark.parametrize("grid", ["paper", "midtread"])
+def test_pruned_channels_decode_to_exact_zeros(grid: str) -> None:
+    model = make()
+    with torch.no_grad():
+        model.fc1.weight[4:8] *= 1e-3  # group 1 (channels 4..7) is tiny
+    sbs_(model, SBSConfig(grid=grid, group_size=4, init_prune_threshold=0.05), axis_fn=grid_axis)
+    w = model.fc1.weight
+    assert bool((w[4:8] == 0).all()) and bool((w[:4] != 0).sum() > 16)
+    assert chosen_widths(model)["fc1.weight"][1] == pytest.approx(0.25)
+    qts = {qt.name: qt for qt in export_sbs(model)}
+    assert not qts["fc1.weight"].symbols[4:8].any() and bool((qts["fc1.weight"].dequantize()[4:8] == 0).all())
+    freeze_gates_(model)
+    assert bool((model.fc1.weight[4:8] == 0).all())
+
+
+def test_whole_tensor_pruned_exports_zeros() -> None:
+    model = nn.Sequential(nn.Linear(3, 4))
+    sbs_(model, SBSConfig(init_prune_threshold=2.0), filter_fn=lambda mn, m, pn, p: pn == "bias")
+    assert chosen_widths(model) == {"0.bias": (0, 1.0)}
+    (qt,) = export_sbs(model)
+    assert not qt.symbols.any() and bits_of(model) == 0.0
+
+
+@pytest.mark.parametrize("grid", ["paper", "midtread"])
+def test_export_equals_eval_forward_and_survives_the_bitstream(grid: str) -> None:
+    model = make(3)
+    prune_(model, PruneConfig(ratio=0.2))  # SBS stacks on a Mask
+    sbs_(model, SBSConfig(grid=grid, init_prune_threshold=0.15), axis_fn=grid_axis,
+         filter_fn=lambda mn, m, pn, p: pn != "bias")
+    with torch.no_grad():
+        model.fc1.parametrizations.weight[1].alpha.fill_(0.5)  # fc1 at 2 bits
+    model.eval()
+    qts = export_sbs(model, fallback=QuantConfig(bits=6))
+    assert [qt.name for qt in qts] == [n for n, _ in make().named_parameters()]
+    coded = [QuantizedTensor("", qt.shape, qt.symbols, qt.scales, qt.axis, qt.bits) for qt in qts]
+    decoded = decode_tensors(encode_tensors(coded))
+    for qt, d in zip(qts, decoded):
+        assert np.array_equal(d.symbols, qt.symbols) and np.array_equal(d.scales, qt.scales)
+    names = {full for full, *_ in sbs_tensors(model)}
+    for qt in qts:
+        if qt.name in names:
+            module, pname = model.get_submodule(qt.name.rpartition(".")[0]), qt.name.rpartition(".")[2]
+            assert torch.equal(qt.dequantize(), getattr(module, pname).detach()), qt.name
+            if grid == "paper":
+                assert qt.symbols[qt.symbols != 0].min() % 2 != 0 or not qt.symbols.any()  # odd symbols
+    assert chosen_widths(model)["fc1.weight"][0] == 2
+    with torch.no_grad():
+        out = model()
+    bake_(model)
+    fresh = make(99)
+    load_dequantized_(fresh, qts)
+    for n, p in model.named_parameters():
+        if n in names:
+            assert torch.equal(p, dict(fresh.named_parameters())[n]), n
+    with torch.no_grad():
+        assert torch.equal(model(), out)
+
+
+def test_rate_bits_matches_chosen_widths() -> None:
+    model = make(4)
+    sbs_(model, SBSConfig(group_size=2, init_prune_threshold=0.3), axis_fn=grid_axis)
+    with torch.no_grad():
+        model.dw.parametrizations.weight[0].alpha.fill_(0.5)
+        model.fc2.parametrizations.weight[0].alpha[1] = 0.5
+    widths = chosen_widths(model)
+    assert {b for b, _ in widths.values()} >= {2, 4, 8}
+    assert any(0 < f < 1 for _, f in widths.values())
+    sizes = {full: x.numel() for full, _, _, _, x in sbs_tensors(model)}
+    expected = sum(round(sizes[n] * (1 - f)) * b for n, (b, f) in widths.items())
+    assert bits_of(model) == expected
+    freeze_gates_(model)
+    assert bits_of(model) == expected and not rate_bits(model).requires_grad
+
+
+def test_rate_reuses_the_forward_gates_only_while_valid() -> None:
+    model = make(8)
+    sbs_(model, SBSConfig(init_prune_threshold=0.2), axis_fn=grid_axis)
+    qs = [q for *_, q, _ in sbs_tensors(model)]
+    model()
+    cached = rate_bits(model)
+    assert all(q._rate_cache is not None for q in qs)
+    for q in qs:
+        q._rate_cache = None
+    fresh = rate_bits(model)
+    params = [q.alpha for q in qs] + [q.alpha_p for q in qs] + [model.fc1.parametrizations.weight.original]
+    g1 = torch.autograd.grad(cached, params, allow_unused=True)
+    g2 = torch.autograd.grad(fresh, params, allow_unused=True)
+    assert float(cached.detach()) == float(fresh.detach())
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(g1, g2))
+    copy.deepcopy(model)  # the cached graph is not copied
+    model()
+    with torch.no_grad():
+        model.fc1.parametrizations.weight.original[:8] = 0  # an optimizer-like in-place update
+    assert bits_of(model) < float(fresh.detach())  # stale cache not used: 8 rows now pruned
+
+
+def toy(seed: int = 0):
+    torch.manual_seed(seed)
+    x = torch.linspace(-1, 1, 128).unsqueeze(1)
+    y = torch.sin(3 * x) + 0.5 * torch.cos(7 * x)
+    net = nn.Sequential(nn.Linear(1, 32), nn.Tanh(), nn.Linear(32, 32), nn.Tanh(), nn.Linear(32, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        (net(x) - y).square().mean().backward()
+        opt.step()
+    return net, x, y
+
+
+def search(net: nn.Module, x, y, lam: float, steps: int = 60) -> float:
+    net = copy.deepcopy(net)
+    sbs_(net, SBSConfig())
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        sbs_loss((net(x) - y).square().mean(), net, lam).backward()
+        opt.step()
+    return bits_of(net)
+
+
+def test_larger_lambda_gives_fewer_bits() -> None:
+    net, x, y = toy()
+    small, large = search(net, x, y, 1e-4), search(net, x, y, 0.05)
+    assert large < 0.6 * small, (small, large)
+
+
+def test_freeze_fixes_widths_and_qat_keeps_them() -> None:
+    model = make(5)
+    sbs_(model, SBSConfig(init_prune_threshold=0.2), axis_fn=grid_axis)
+    with torch.no_grad():
+        before = model()
+    widths = freeze_gates_(model)
+    with torch.no_grad():
+        assert torch.equal(model(), before)  # freezing does not change the values
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    assert not any(q.alpha.requires_grad or q.alpha_p.requires_grad for *_, q, _ in sbs_tensors(model))
+    for _ in range(5):
+        opt.zero_grad()
+        (model() - 1).square().mean().backward()
+        opt.step()
+    assert chosen_widths(model) == widths
+    state = model.state_dict()  # resume: fresh model, same SBS, load the state
+    other = make(6)
+    sbs_(other, SBSConfig(init_prune_threshold=0.2), axis_fn=grid_axis)
+    other.load_state_dict(state)
+    assert [n for n, p in other.named_parameters() if p.requires_grad] == \
+        [n for n, p in model.named_parameters() if p.requires_grad]  # same optimizer on resume
+    with torch.no_grad():
+        assert torch.equal(other(), model()) and chosen_widths(other) == widths
+
+
+def test_hook_attaches_steers_lambda_and_freezes() -> None:
+    assert PLUGINS.get("sbs") is SBSHook
+    hook = SBSHook(SBSConfig(), lam=0.01, stage="prune", target_bits=100.0, gain=0.5)
+    hooks = HookList([hook])
+    model = make(7)
+    assert hooks.transform_model("train", model) is model and not list(sbs_tensors(model))
+    hooks.transform_model("prune", model)
+    n_sbs = len(list(sbs_tensors(model)))
+    assert n_sbs == len(list(make().parameters()))
+    hooks.transform_model("prune", model)  # idempotent (resume re-applies transforms)
+    assert len(list(sbs_tensors(model))) == n_sbs
+    ctx = HookContext(stage="prune", step=0, total_steps=2, epoch=0)
+    extra = hooks.extra_loss(model, None, None, ctx)
+    assert extra is not None and float(extra.detach()) == pytest.approx(0.01 * np.log(bits_of(model)))
+    hooks.on_step_end(0, model, ctx)
+    assert hook.lam > 0.01  # rate far above the target: λ grows
+    saved = hooks.state_dict()
+    hooks.on_stage_end("prune", model, ctx)
+    assert all(q.frozen for *_, q, _ in sbs_tensors(model))
+    assert hooks.extra_loss(model, None, None, HookContext("qat", 0, 1, 0)) is None
+    restored = SBSHook(SBSConfig(), lam=0.01, stage="prune", target_bits=100.0)
+    HookList([restored]).load_state_dict(saved)
+    assert restored.lam == hook.lam and restored.steps == 1 and not restored.frozen
+
+
+def test_not_sbs_filter_and_refusals() -> None:
+    model = make()
+    sbs_(model, SBSConfig(), filter_fn=lambda mn, m, pn, p: mn == "fc1")
+    f = not_sbs_filter()
+    assert not f("fc1", model.fc1, "weight", None) and f("fc2", model.fc2, "weight", None)
+    with pytest.raises(ValueError, match="already has"):
+        sbs_(model, SBSConfig(), filter_fn=lambda mn, m, pn, p: mn == "fc1")
+    with pytest.raises(TypeError):
+        sbs_(model, QuantConfig())
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"candidates": ()}, {"candidates": (4, 2)}, {"candidates": (2, 3), "grid": "paper"}, {"candidates": (1, 2)},
+    {"candidates": [2, 4]}, {"candidates": (2, 16), "grid": "paper"}, {"candidates": (2, 17)}, {"grid": "midrise"},
+    {"group_size": 0},
+    {"prune": 1}, {"init_threshold": -0.1}, {"temperature": 0.0}, {"prune_temperature": float("nan")},
+    {"version": 2},
+])
+def test_config_validation(kwargs: dict) -> None:
+    with pytest.raises(ValueError, match="SBSConfig"):
+        SBSConfig(**kwargs)
+
+
+def test_config_accepts_valid_sets() -> None:
+    assert SBSConfig().grid == "midtread" and SBSConfig().candidates == (2, 4, 8)
+    SBSConfig(candidates=(2, 3, 5), grid="midtread")  # any increasing set nests on the mid-tread grid
+    SBSConfig(candidates=(3, 6, 12), grid="paper")
+    SBSConfig(candidates=(8,), prune=False)  # a fixed width
+
+
+def test_bisect_lambda() -> None:
+    lam, bits = bisect_lambda(lambda lam: 1000.0 / (1.0 + 10 * lam), target_bits=200.0, iters=30, rtol=1e-3)
+    assert bits <= 200.0 and bits == pytest.approx(200.0, rel=2e-3) and lam == pytest.approx(0.4, rel=1e-2)
