@@ -19,9 +19,55 @@ from bitstream.tensors import QuantizedTensor, decode_tensors, encode_tensors, t
 from compress.quantize import QTensor
 from inr.config import HiNeRVConfig
 
+from .layout import PlaneLayout
 from .video import VideoFormat
 
 MAX_FILE_BYTES = 1 << 30  # refuse to read bitstreams above 1 GiB
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What a bitstream may ask a decoder to build; checked from the header, before anything is allocated.
+
+    A file of a few KB can describe any size of video and (with all-zero tensors) a big model, so the size of
+    the file bounds nothing: these do.
+    """
+
+    max_width: int = 16384  # luma width (as codec.y4m.Y4MLimits)
+    max_height: int = 16384  # luma height
+    max_output_bytes: int = 8 << 30  # decoded samples, all frames and planes (Y4MLimits.max_total_bytes)
+    max_activation_bytes: int = 4 << 30  # largest float32 feature map of one frame in frame-mode rendering
+
+
+def frame_activation_bytes(config: HiNeRVConfig) -> int:
+    """Bytes of the largest feature map (float32) that rendering one whole frame creates: the MLP hidden layer
+    or the upsampled input of the widest stage."""
+    sizes = config.stage_sizes()
+    widths = (config.channels[0],) + tuple(config.channels)
+    return 4 * max(sizes[n + 1][0] * sizes[n + 1][1] * max(widths[n], config.channels[n] * config.expansions[n])
+                   for n in range(len(config.strides)))
+
+
+def check_decodable(fmt: VideoFormat, frames: int, config: HiNeRVConfig,
+                    limits: DecodeLimits = DecodeLimits()) -> None:
+    """Refuse, with a BitstreamError, a file whose VIDEO and MODEL sections disagree or exceed ``limits``."""
+    if fmt.width > limits.max_width or fmt.height > limits.max_height:
+        raise BitstreamError(f"video {fmt.width}x{fmt.height} is over the decoder's limit of "
+                             f"{limits.max_width}x{limits.max_height}")
+    output = fmt.frame_bytes * frames
+    if output > limits.max_output_bytes:
+        raise BitstreamError(f"the decoded video would take {output:,} bytes ({frames} frames of {fmt.width}x"
+                             f"{fmt.height}), over the decoder's limit of {limits.max_output_bytes:,}")
+    layout = PlaneLayout.for_format(fmt)
+    want = (*layout.grid_size, layout.channels)
+    got = (config.height, config.width, config.out_channels)
+    if got != want:
+        raise BitstreamError(f"the MODEL section renders {got[0]}x{got[1]}x{got[2]}, the VIDEO section "
+                             f"({fmt.width}x{fmt.height} {fmt.chroma}) needs {want[0]}x{want[1]}x{want[2]}")
+    activation = frame_activation_bytes(config)
+    if activation > limits.max_activation_bytes:
+        raise BitstreamError(f"rendering one frame of this model needs a {activation:,}-byte feature map, over "
+                             f"the decoder's limit of {limits.max_activation_bytes:,}")
 
 
 @dataclass(frozen=True)
@@ -61,13 +107,15 @@ def _sections(data: bytes) -> dict[int, bytes]:
     return found
 
 
-def read_bitstream(data: bytes) -> tuple[VideoFormat, int, HiNeRVConfig, list[QTensor]]:
+def read_bitstream(data: bytes, limits: DecodeLimits = DecodeLimits()
+                   ) -> tuple[VideoFormat, int, HiNeRVConfig, list[QTensor]]:
     """Parse and validate a hinerv file into (format, frames, config, tensors without names)."""
     found = _sections(data)
     info = unpack_dataclass(StreamInfo, found[SectionType.VIDEO])
     config = unpack_dataclass(HiNeRVConfig, found[SectionType.MODEL])
     if config.frames != info.frames:
         raise BitstreamError(f"model covers {config.frames} frames, the video has {info.frames}")
+    check_decodable(info.format, info.frames, config, limits)
     tensors = [QTensor(name=t.name, shape=tuple(t.shape), symbols=t.symbols, scales=t.scales, axis=t.axis,
                        bits=t.bits) for t in decode_tensors(found[SectionType.TENSORS])]
     return info.format, info.frames, config, tensors

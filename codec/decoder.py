@@ -9,7 +9,7 @@ import torch
 from compress.quantize import load_dequantized_
 from inr.model import HiNeRV
 
-from .bitstream_io import read_bitstream, read_file_bytes
+from .bitstream_io import DecodeLimits, frame_activation_bytes, read_bitstream, read_file_bytes
 from .layout import PlaneLayout
 from .train import render
 from .video import Video
@@ -22,12 +22,16 @@ def build_model(config, tensors) -> HiNeRV:
     """The network described by a bitstream, with its dequantized weights."""
     from bitstream.errors import BitstreamError
 
-    model = HiNeRV(config)
-    names = [name for name, _ in model.named_parameters()]
-    if len(names) != len(tensors):
-        raise BitstreamError(f"the model needs {len(names)} tensors, the file has {len(tensors)}")
-    for name, qt in zip(names, tensors):
+    with torch.device("meta"):  # shapes only: nothing is allocated until the file is known to fit
+        shapes = [(name, tuple(p.shape)) for name, p in HiNeRV(config).named_parameters()]
+    if len(shapes) != len(tensors):
+        raise BitstreamError(f"the model needs {len(shapes)} tensors, the file has {len(tensors)}")
+    for (name, shape), qt in zip(shapes, tensors):
+        if tuple(qt.shape) != shape:
+            raise BitstreamError(f"tensor does not fit the model: {name} needs shape {shape}, the file has "
+                                 f"{tuple(qt.shape)}")
         qt.name = name
+    model = HiNeRV(config)
     try:
         load_dequantized_(model, tensors)
     except (LookupError, ValueError) as exc:
@@ -35,16 +39,17 @@ def build_model(config, tensors) -> HiNeRV:
     return model.eval()
 
 
-def decode_bytes(data: bytes, progress: bool = False) -> Video:
+def decode_bytes(data: bytes, progress: bool = False, limits: DecodeLimits = DecodeLimits()) -> Video:
     """Reconstruct the video a bitstream describes."""
-    fmt, frames, config, tensors = read_bitstream(data)
+    fmt, frames, config, tensors = read_bitstream(data, limits)
     model = build_model(config, tensors)
+    batch = max(1, min(RENDER_BATCH, limits.max_activation_bytes // frame_activation_bytes(config)))
     layout = PlaneLayout.for_format(fmt)
     planes = [np.empty((frames, h, w), dtype=fmt.dtype) for h, w in fmt.plane_shapes]
     peak = fmt.max_value
     done = 0
     with torch.inference_mode():
-        for chunk in render(model, frames, RENDER_BATCH, progress=progress):
+        for chunk in render(model, frames, batch, progress=progress):
             samples = chunk.mul(peak).round_().clamp_(0, peak).to(torch.int32)
             for plane, values in zip(planes, layout.grid_to_planes(samples)):
                 plane[done:done + values.shape[0]] = values.numpy()

@@ -19,7 +19,7 @@ from inr.presets import PRESETS, build_config
 from .bitstream_io import write_bitstream
 from .checkpoint import Checkpointer, checkpoint_path, fingerprint
 from .decoder import decode_file
-from .fileio import atomic_write_bytes
+from .fileio import atomic_write_bytes, check_writable
 from .layout import PlaneLayout
 from .train import StageSpec, TrainConfig, TrainingData, train_stage
 from .video import Video, read_video
@@ -162,6 +162,7 @@ def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptio
         checkpoint_interval: minimum seconds between checkpoints (one is always written at each stage end).
     """
     start = time.monotonic()
+    check_writable(output_path)  # a read-only or missing output folder fails before training, not after
     video = read_video(input_path, frames=options.frames)  # load
     pixels = video.format.width * video.format.height * video.num_frames
     option_hooks = HookList(options.quantizer_hooks(pixels))  # plugins the options imply: checkpointed

@@ -5,6 +5,9 @@ import math
 from dataclasses import dataclass, field
 
 
+MAX_PARAMETERS = 1 << 28  # no TENSORS section holds more (bitstream.tensors.TensorLimits.max_elements): 1 GiB fp32
+
+
 def _positive(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -69,6 +72,9 @@ class HiNeRVConfig:
         # Width of each stage's local grid at level 0: C_loc * 0.5**(n-1), never below 1.
         if self.base_height * self.upscale > 65536 + self.upscale or self.base_width * self.upscale > 65536 + self.upscale:
             raise ValueError("padded output too large")
+        # Refused before any model is built: a few bytes of MODEL section must not make a decoder allocate GiBs.
+        if self.parameter_count() > MAX_PARAMETERS:
+            raise ValueError(f"model of {self.parameter_count():,} parameters is over the limit of {MAX_PARAMETERS:,}")
 
     @property
     def upscale(self) -> int:
@@ -90,6 +96,26 @@ class HiNeRVConfig:
             h, w = sizes[-1]
             sizes.append((h * s, w * s))
         return sizes
+
+    def parameter_count(self) -> int:
+        """Parameters of the model this config describes, by arithmetic (no tensor is built): the layout of
+        ``inr.model.HiNeRV``, which ``tests/reliability/test_fuzz_decode.py`` checks against."""
+        h0, w0 = self.base_height, self.base_width
+        levels = range(self.grid_levels)
+        total = sum(max(1, self.grid_frames >> l) * h0 * w0 * (self.grid_channels << l) for l in levels)
+        grid_out = sum(self.grid_channels << l for l in levels)
+        total += grid_out * self.channels[0] * 9 + self.channels[0]  # stem: 3x3 conv
+        widths = (self.channels[0],) + tuple(self.channels)
+        for n, s in enumerate(self.strides):
+            c_loc = self.local_channels_at(n + 1)
+            for l in range(self.local_levels):  # temporal local grids, then their projection
+                total += max(1, self.local_frames >> l) * s * s * (c_loc << l)
+            total += sum(c_loc << l for l in range(self.local_levels)) * widths[n] + widths[n]
+            c_out, hidden = widths[n + 1], widths[n + 1] * self.expansions[n]
+            for b in range(self.depths[n]):  # ConvNeXt: depthwise 3x3, Linear -> hidden, Linear -> c_out
+                c_in = widths[n] if b == 0 else c_out
+                total += c_in * 10 + c_in * hidden + hidden + hidden * c_out + c_out
+        return total + self.channels[-1] * self.out_channels + self.out_channels  # head
 
     def local_channels_at(self, stage: int) -> int:
         """C_loc,n = C_loc * 0.5**(n-1) for stage n (1-based), at least 1."""
