@@ -26,25 +26,6 @@ def temporal_lerp(grid: torch.Tensor, t: torch.Tensor, frames: int) -> torch.Ten
     return torch.lerp(grid[i0], grid[i1], w)
 
 
-def upsample_bilinear(x: torch.Tensor, x_region: Region, out_region: Region, stride: int) -> torch.Tensor:
-    """Bilinear upsampling by ``stride`` (align_corners=False) of a region of a feature map.
-
-    Upsampling the held region and cropping gives the same pixels as upsampling the whole map, provided
-    ``x_region`` holds every tap of ``out_region`` (``inr.regions.upsample_source``): source positions
-    are offset by the region's origin and the edge clamp only matters where the region meets the frame.
-
-    Args:
-        x: (B, h, w, C) holding ``x_region`` of the input map.
-        out_region: the region of the upsampled map to produce.
-    Returns:
-        (B, out_h, out_w, C).
-    """
-    y = F.interpolate(x.permute(0, 3, 1, 2), scale_factor=stride, mode="bilinear", align_corners=False)
-    y = y.permute(0, 2, 3, 1)  # (B, h*s, w*s, C)
-    oy, ox = x_region[0] * stride, x_region[2] * stride
-    return y[:, out_region[0] - oy:out_region[1] - oy, out_region[2] - ox:out_region[3] - ox]
-
-
 def depthwise_conv_nhwc(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """Apply a conv to a channels-last (B, H, W, C) map and return (B, H, W, C')."""
     return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)

@@ -23,8 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import HiNeRVConfig
-from .layers import ConvNeXtBlock, HierarchicalEncoding, TemporalGrid, depthwise_conv_nhwc, upsample_bilinear
+from .kernels import KERNEL_MODES, resolve_kernels, upsample_add_encoding
+from .layers import ConvNeXtBlock, HierarchicalEncoding, TemporalGrid, depthwise_conv_nhwc
 from .regions import Region, crop_to, grow, plan_regions
+
+
+# Below this many output pixels a stage's fused kernel loses to PyTorch (launch overhead): measured on an H200,
+# 122x122 patches 1.0x, 135x240 frames 1.25x-3.3x (tools/bench_kernels.py). 'auto' keeps PyTorch there.
+FUSED_MIN_PIXELS = 128 * 128
 
 
 class Stage(nn.Module):
@@ -57,6 +63,18 @@ class HiNeRV(nn.Module):
             for n in range(len(c.strides)))
         self.head = nn.Linear(c.channels[-1], c.out_channels)
         self.sizes = c.stage_sizes()
+        self.kernels = "auto"  # 'auto' | 'triton' | 'torch': how upsampling + encoding run (not in the bitstream)
+
+    def set_kernels(self, mode: str) -> "HiNeRV":
+        """Choose the upsample + hierarchical-encoding implementation: fused Triton kernels or PyTorch.
+
+        'auto' takes Triton on CUDA when it imports and PyTorch elsewhere. The two agree to ~1e-7; the
+        encoder and decoder of one file should use the same choice for bit-exact reconstructions.
+        """
+        if mode not in KERNEL_MODES:
+            raise ValueError(f"kernels must be one of {', '.join(KERNEL_MODES)}, got {mode!r}")
+        self.kernels = mode
+        return self
 
     @property
     def full_region(self) -> Region:
@@ -81,10 +99,15 @@ class HiNeRV(nn.Module):
         x = depthwise_conv_nhwc(self.stem, x)  # (B, h, w, C_1)
         x = x[:, crop_to(plan.stem, plan.stem_out)[0], crop_to(plan.stem, plan.stem_out)[1]]
         current = plan.stem_out
+        impl = resolve_kernels(self.kernels, x.device)
         for n, stage in enumerate(self.stages):
             x = F.layer_norm(x, x.shape[-1:])
-            x = upsample_bilinear(x, current, plan.blocks[n], stage.stride)
-            x = x + stage.encoding(t, plan.blocks[n])  # (B, h_n, w_n, C_in)
+            y0, y1, x0, x1 = plan.blocks[n]
+            small = (y1 - y0) * (x1 - x0) < FUSED_MIN_PIXELS and self.kernels == "auto"
+            impl_n = "torch" if small else impl
+            # bilinear x s_n, then + encoding[h mod s_n, w mod s_n]: one fused pass with Triton
+            x = upsample_add_encoding(x, stage.encoding.tiles(t), current, plan.blocks[n], stage.stride,
+                                      impl_n)  # (B, h_n, w_n, C_in)
             for block in stage.blocks:
                 x = block(x)
             ys, xs = crop_to(plan.blocks[n], plan.keep[n])

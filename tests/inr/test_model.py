@@ -93,3 +93,12 @@ def test_hinerv_s_reference_size():
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError):
         dataclasses.replace(small_config(), **{field: value})
+
+
+def test_kernel_choice_is_validated_and_torch_path_is_exact():
+    model = randomised(small_config())
+    t = torch.tensor([2, 9])
+    ref = model(t)
+    assert torch.equal(model.set_kernels("torch")(t), ref)  # 'auto' on CPU is the PyTorch path
+    with pytest.raises(ValueError, match="kernels must be one of"):
+        model.set_kernels("cuda-magic")
