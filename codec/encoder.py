@@ -131,7 +131,7 @@ def quant_axis(name: str, param: torch.Tensor) -> int | None:
     return 0
 
 
-def apply_stage_transform(model: HiNeRV, stage: str, options: EncodeOptions, hooks: HookList) -> None:
+def apply_stage_transform(model: HiNeRV, stage: str, options: EncodeOptions, hooks: HookList) -> HiNeRV:
     """What entering a stage does to the model: prune before fine-tuning, fake-quantize before QAT.
 
     With ``--quant sbs`` the SBS plugin does both (its pruning gates are the 0-bit choice).
@@ -141,7 +141,7 @@ def apply_stage_transform(model: HiNeRV, stage: str, options: EncodeOptions, hoo
             prune_(model, PruneConfig(ratio=options.prune))
         elif stage == "qat":
             quantize_(model, QuantConfig(bits=options.bits), axis_fn=quant_axis)
-    hooks.transform_model(stage, model)
+    return hooks.transform_model(stage, model)
 
 
 def export(model: HiNeRV, options: EncodeOptions) -> list:
@@ -186,7 +186,7 @@ def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptio
     if resume and (saved := ckpt.load()) is not None:
         first_stage, first_epoch, opt_state, elapsed_before = saved.stage, saved.epoch, saved.optimizer, saved.elapsed
         for k in range(first_stage + 1):
-            apply_stage_transform(model, stages[k].name, options, hooks)
+            model = apply_stage_transform(model, stages[k].name, options, hooks)
         model.load_state_dict(saved.model)
         option_hooks.load_state_dict(saved.hooks)
         log(f"resuming at stage '{stages[first_stage].name}', epoch {first_epoch}/{stages[first_stage].epochs}")
@@ -194,7 +194,7 @@ def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptio
         spec = stages[k]
         resuming = k == first_stage and first_epoch > 0
         if not resuming:
-            apply_stage_transform(model, spec.name, options, hooks)
+            model = apply_stage_transform(model, spec.name, options, hooks)
         ctx = HookContext(stage=spec.name, step=0, total_steps=0, epoch=0, extras={})
         hooks.on_stage_start(spec.name, model, ctx)
 

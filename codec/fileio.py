@@ -8,6 +8,15 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A new hidden temporary file in ``path``'s folder; an OSError names the folder and ``path``."""
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create a file in {directory} ({exc.strerror})", str(path)) from None
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path`` for binary writing; rename it over ``path`` on success.
@@ -16,11 +25,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     before the rename so a power cut cannot leave a renamed-but-empty file.
     """
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot create a file in {directory} ({exc.strerror})", str(path)) from None
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -37,12 +42,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
 
 def check_writable(path: str | os.PathLike) -> None:
     """Fail now, not after hours of work, if no file can be created beside ``path`` (OSError naming it)."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as exc:
-        raise OSError(exc.errno, f"cannot create a file in {directory} ({exc.strerror})", str(path)) from None
+    fd, tmp = _temp_beside(Path(path))
     os.close(fd)
     os.unlink(tmp)
 
