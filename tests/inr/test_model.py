@@ -27,7 +27,8 @@ def randomised(config: HiNeRVConfig, seed: int = 0) -> HiNeRV:
 
 def test_output_shape_and_range():
     model = randomised(small_config())
-    out = model(torch.tensor([0, 11]))
+    with torch.no_grad():
+        out = model(torch.tensor([0, 11]))
     assert out.shape == (2, 37, 45, 6)
     assert float(out.min()) >= 0 and float(out.max()) <= 1
 
