@@ -181,6 +181,22 @@ def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptio
     data = TrainingData(grid, video.format.max_value, layout, options.batch_size, patch)
     ckpt = Checkpointer(checkpoint_path(output_path), fingerprint(dataclasses.asdict(options), grid),
                         checkpoint_interval)
+    model, elapsed_before = run_stages(model, data, options, train_cfg, hooks, option_hooks, ckpt, resume,
+                                       progress, log)  # train -> prune -> quantization-aware training
+    model.eval()
+    tensors = export(model, options)  # quantize
+    data_bytes = write_bitstream(video.format, video.num_frames, config, tensors)  # code
+    atomic_write_bytes(output_path, data_bytes)  # write
+    encode_seconds = elapsed_before + time.monotonic() - start
+    ckpt.remove()
+    return measure(video, input_path, output_path, params, config, encode_seconds, options)
+
+
+def run_stages(model: HiNeRV, data: TrainingData, options: EncodeOptions, train_cfg: TrainConfig,
+               hooks: HookList, option_hooks: HookList, ckpt: Checkpointer, resume: bool, progress: bool,
+               log) -> tuple[HiNeRV, float]:
+    """Run the stages (from a checkpoint when resuming); returns the model and the seconds spent before resume."""
+    start = time.monotonic()
     stages = options.stages()
     first_stage, first_epoch, opt_state, elapsed_before = 0, 0, None, 0.0
     if resume and (saved := ckpt.load()) is not None:
@@ -190,7 +206,7 @@ def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptio
         model.load_state_dict(saved.model)
         option_hooks.load_state_dict(saved.hooks)
         log(f"resuming at stage '{stages[first_stage].name}', epoch {first_epoch}/{stages[first_stage].epochs}")
-    for k in range(first_stage, len(stages)):  # train -> prune -> quantize
+    for k in range(first_stage, len(stages)):
         spec = stages[k]
         resuming = k == first_stage and first_epoch > 0
         if not resuming:
@@ -200,20 +216,13 @@ def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptio
 
         def on_epoch_end(epoch: int, optimizer: torch.optim.Optimizer, k: int = k, spec: StageSpec = spec) -> None:
             elapsed = elapsed_before + time.monotonic() - start
-            ckpt.save(k, epoch, model, optimizer, elapsed, option_hooks.state_dict(),
-                      force=epoch == spec.epochs)
+            ckpt.save(k, epoch, model, optimizer, elapsed, option_hooks.state_dict(), force=epoch == spec.epochs)
 
         train_stage(model, data, spec, train_cfg, k, hooks, start_epoch=first_epoch if resuming else 0,
                     optimizer_state=opt_state if resuming else None, on_epoch_end=on_epoch_end,
                     progress=progress)
         hooks.on_stage_end(spec.name, model, ctx)
-    model.eval()
-    tensors = export(model, options)  # quantize
-    data_bytes = write_bitstream(video.format, video.num_frames, config, tensors)  # code
-    atomic_write_bytes(output_path, data_bytes)  # write
-    encode_seconds = elapsed_before + time.monotonic() - start
-    ckpt.remove()
-    return measure(video, input_path, output_path, params, config, encode_seconds, options)
+    return model, elapsed_before
 
 
 def measure(video: Video, input_path, output_path, params, config, encode_seconds, options) -> EncodeReport:
