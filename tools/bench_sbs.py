@@ -18,10 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codec.bitstream_io import describe_file  # noqa: E402
-from codec.clips import make_clip  # noqa: E402
 from codec.encoder import EncodeOptions  # noqa: E402
 from eval.bdrate import bd_rate  # noqa: E402
-from eval.sweep import clip_input, load_records, plan, run_jobs  # noqa: E402
+from eval.sweep import carphone_input, load_records, plan, run_jobs  # noqa: E402
 
 
 def main() -> int:
@@ -33,11 +32,7 @@ def main() -> int:
     ap.add_argument("--out", default="runs/bench_sbs")
     args = ap.parse_args()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    clip = out / f"carphone_{args.frames}.y4m"
-    if not clip.exists():
-        make_clip(clip, frames=args.frames)
-    seqs = [clip_input(clip, name="carphone")]
+    seqs = [carphone_input(out, args.frames)]
     base = dict(preset=args.preset, epochs=args.epochs)
     uniform = [(f"u{b}", dataclasses.asdict(EncodeOptions(**base, bits=b))) for b in (8, 6, 4)]
     ujobs = plan(seqs, out, uniform, {}, name="uniform")

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark (not a test): encode carphone (all 120 frames) at several presets; print bpp / PSNR-YUV / time.
 
-    python tools/rd_carphone.py --presets xxs,xs,s,m --epochs 400 --jobs 2 --out runs/rd_carphone
+    python tools/rd_carphone.py --presets xxs,xs,s,m --epochs 300 --jobs 2 --out runs/rd_carphone
 
 Each point is a real `hinerv encode`, measured on the decoded file, run through the sweep engine of
 `eval.sweep`: rerunning the same command resumes an interrupted sweep, and the folder also gets the x265
@@ -15,8 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codec.clips import make_clip  # noqa: E402
-from eval.sweep import clip_input, hinerv_points, load_records, plan, run_sweep  # noqa: E402
+from eval.sweep import carphone_input, hinerv_points, load_records, plan, run_sweep  # noqa: E402
 
 X265_VERYSLOW = [(0.243, 43.21), (0.124, 40.15), (0.0656, 37.15), (0.0365, 34.34), (0.0208, 31.69)]
 
@@ -24,18 +23,14 @@ X265_VERYSLOW = [(0.243, 43.21), (0.124, 40.15), (0.0656, 37.15), (0.0365, 34.34
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", default="xxs,xs,s,m")
-    ap.add_argument("--epochs", type=int, default=400)
+    ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--bits", type=int, default=6)
     ap.add_argument("--jobs", type=int, default=2, help="points encoded in parallel (torch threads = cores // jobs)")
     ap.add_argument("--out", default="runs/rd_carphone")
     args = ap.parse_args()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    clip = out / f"carphone_{args.frames}.y4m"
-    if not clip.exists():
-        make_clip(clip, frames=args.frames)
-    seqs = [clip_input(clip, name="carphone")]
+    seqs = [carphone_input(out, args.frames)]
     hinerv = hinerv_points(args.presets.split(","), epochs=args.epochs, bits=args.bits)
     anchors = {"x265": [22, 27, 32, 37, 42]}
     summary = run_sweep(seqs, out, hinerv, anchors, workers=args.jobs, title="carphone")
