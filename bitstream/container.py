@@ -95,6 +95,33 @@ def _frame(type_id: int, payload: bytes) -> bytes:
     return head + payload + _crc(head, payload).to_bytes(4, "little")
 
 
+def reseal_crcs(data: bytes) -> bytes:
+    """Recompute every section CRC of a (possibly damaged) file, best effort.
+
+    For fuzzing: a mutated file whose CRCs are resealed gets past the CRC check, so the mutation reaches the
+    section parsers. Stops at the first section whose length runs past the end.
+    """
+    b = bytearray(data)
+    pos = len(MAGIC) + 2  # magic, version, flags
+    while pos < len(b):
+        start = pos
+        pos += 1
+        length, shift = 0, 0
+        while pos < len(b) and shift < 70:
+            byte = b[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        end = pos + length
+        if end + 4 > len(b):
+            break
+        b[end:end + 4] = (zlib.crc32(bytes(b[start:end])) & 0xFFFFFFFF).to_bytes(4, "little")
+        pos = end + 4
+    return bytes(b)
+
+
 def write_container(sections: list[tuple[int, bytes]]) -> bytes:
     """Assemble a file: header, the given sections in the given order, then END (added here).
 

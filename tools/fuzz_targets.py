@@ -239,26 +239,10 @@ def mutate_bytes(data: bytes, ops: list[tuple[str, int, int]]) -> bytes:
 
 
 def reseal(data: bytes) -> bytes:
-    """Recompute every section CRC of a (possibly mutated) hinerv file so mutations reach the section parsers."""
-    b = bytearray(data)
-    pos = 6
-    while pos < len(b):
-        start = pos
-        pos += 1
-        length, shift = 0, 0
-        while pos < len(b) and shift < 70:
-            byte = b[pos]
-            pos += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        end = pos + length
-        if end + 4 > len(b):
-            break
-        b[end : end + 4] = (zlib.crc32(bytes(b[start:end])) & 0xFFFFFFFF).to_bytes(4, "little")
-        pos = end + 4
-    return bytes(b)
+    """Recompute every section CRC so mutations reach the section parsers (``bitstream.container.reseal_crcs``)."""
+    from bitstream.container import reseal_crcs
+
+    return reseal_crcs(data)
 
 
 def _tiny_bitstream(width: int, height: int, chroma: str, depth: int, frames: int, seed: int, bits: int = 6,
