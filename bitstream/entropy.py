@@ -39,6 +39,7 @@ from codec.registry import Registry
 __all__ = [
     "MAX_SYMBOLS",
     "MODELS",
+    "RANGE_CODER_OVERHEAD_BYTES",
     "SYMBOL_MAX",
     "EntropyModel",
     "ModelSpec",
@@ -56,6 +57,10 @@ CAT_MAX_BINS = 4096  # widest support the categorical model takes
 CAT_LEVELS = 63  # log-count levels 1..63 (0 = symbol absent)
 CAT_STEPS_PER_OCTAVE = 4  # level step = 2**(1/4) in probability
 SCALE_MIN = 2.0**-8  # smallest scale the encoder writes (the decoder accepts any positive finite fp16)
+# A range-coded payload is its ideal length (-log2 P summed, /8) plus about this many bytes: the coder flushes
+# whole 32-bit words and only trailing zero bytes are dropped. Measured on Laplace symbols, 4 to 5000 per
+# payload: mean 1.85-2.5 bytes, std ~1.2, independent of the length.
+RANGE_CODER_OVERHEAD_BYTES = 2.0
 _FP16_MAX = 65504.0
 
 MODELS: Registry[EntropyModel] = Registry("entropy model")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bitstream.entropy import SYMBOL_MAX, ModelSpec, decode, fit_and_encode
+from bitstream.entropy import SYMBOL_MAX, ModelSpec, decode, encode, fit_and_encode
 from bitstream.errors import BitstreamError
 from bitstream.fields import Reader, uvarint_size, write_uvarint
 
@@ -52,6 +52,19 @@ class TensorLimits:
     max_name_bytes: int = MAX_NAME_BYTES
 
 
+PARAMETRIC = ("laplace", "gaussian")
+
+
+def _check_entropy(name: str, entropy: object) -> tuple[str, float, float]:
+    try:
+        model, loc, scale = entropy  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: entropy must be (model, loc, scale), got {entropy!r}") from None
+    if model not in PARAMETRIC:
+        raise ValueError(f"{name}: entropy model must be one of {PARAMETRIC}, got {model!r}")
+    return model, float(loc), float(scale)
+
+
 def _symbol_bound(bits: int) -> int:
     return min((1 << bits) - 1, SYMBOL_MAX)
 
@@ -70,6 +83,9 @@ class QuantizedTensor:
         axis: the channel axis of the scales, or None for a single scale.
         bits: the quantizer's nominal bit width, 0..16 (0: a pruned, all-zero tensor). Informational apart
             from the bound on |s| above.
+        entropy: ``(model, loc, scale)``: code the symbols with this parametric model ('laplace' or
+            'gaussian', float16 loc and scale) over their support, as rate-aware training estimated them, instead
+            of the best fitted model; None: fit. Writing only (a decoded tensor has None); not part of equality.
     """
 
     name: str
@@ -78,6 +94,7 @@ class QuantizedTensor:
     scales: np.ndarray
     axis: int | None
     bits: int
+    entropy: tuple[str, float, float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
@@ -122,6 +139,8 @@ class QuantizedTensor:
         if not np.isfinite(sc).all():
             raise ValueError(f"{self.name}: scales must be finite in float16")
         self.scales = sc + np.float16(0.0)  # -0.0 -> +0.0 (the format stores one zero)
+        if self.entropy is not None:
+            self.entropy = _check_entropy(self.name, self.entropy)
 
     def dequantize(self) -> np.ndarray:
         """``symbols * scales`` in float32, scales broadcast along ``axis``."""
@@ -198,21 +217,47 @@ def _encode_name(name: bytes, previous: list[bytes]) -> bytes:
     return best
 
 
-def _coded(symbols: np.ndarray) -> bytes:
-    spec, payload = fit_and_encode(symbols)
+def _given_spec(symbols: np.ndarray, entropy: tuple[str, float, float]) -> ModelSpec:
+    """The parametric model over the symbols' support (zero/const when there is nothing to code)."""
+    lo, hi = (int(symbols.min()), int(symbols.max())) if symbols.size else (0, 0)
+    if lo == hi:
+        return ModelSpec("zero" if lo == 0 else "const", lo, hi)
+    model, loc, scale = entropy
+    return ModelSpec(model, lo, hi, (loc, scale))
+
+
+def _coded(symbols: np.ndarray, entropy: tuple[str, float, float] | None = None,
+           payload_size: int | None = None) -> bytes:
+    if payload_size is not None:  # layout only: the given model, a stand-in payload of that length
+        if entropy is None:
+            raise ValueError("a payload size can only stand in for a tensor with a given entropy model")
+        spec = _given_spec(symbols, entropy)
+        payload = bytes(payload_size) if spec.has_payload else b""
+    elif entropy is None:
+        spec, payload = fit_and_encode(symbols)
+    else:
+        spec = _given_spec(symbols, entropy)
+        payload = encode(symbols, spec) if spec.has_payload else b""
     out = spec.to_bytes()
     if spec.has_payload:
         out += write_uvarint(len(payload)) + payload
     return out
 
 
-def encode_tensors(tensors: list[QuantizedTensor]) -> bytes:
-    """The TENSORS section payload for ``tensors`` (in the given order; names must be unique)."""
+def encode_tensors(tensors: list[QuantizedTensor], payload_sizes: list[int] | None = None) -> bytes:
+    """The TENSORS section payload for ``tensors`` (in the given order; names must be unique).
+
+    ``payload_sizes``: lay the section out with stand-in payloads of these byte lengths instead of coding the
+    symbols (every tensor needs an ``entropy`` model): the exact size the section would have if the coder wrote
+    that many bytes per tensor -- how rate-aware training counts the side information.
+    """
     tensors = list(tensors)
+    if payload_sizes is not None and len(payload_sizes) != len(tensors):
+        raise ValueError(f"expected {len(tensors)} payload sizes, got {len(payload_sizes)}")
     out = bytearray(write_uvarint(len(tensors)))
     previous: list[bytes] = []
     seen: set[str] = set()
-    for t in tensors:
+    for i, t in enumerate(tensors):
         if not isinstance(t, QuantizedTensor):
             raise TypeError(f"expected QuantizedTensor, got {type(t).__name__}")
         if t.name and t.name in seen:
@@ -229,7 +274,7 @@ def encode_tensors(tensors: list[QuantizedTensor]) -> bytes:
             out += t.scales.astype("<f2").tobytes()
         else:
             out += _coded(_scales_to_ints(t.scales))
-        out += _coded(t.symbols)
+        out += _coded(t.symbols, t.entropy, None if payload_sizes is None else payload_sizes[i])
     return bytes(out)
 
 
@@ -354,6 +399,15 @@ def decode_tensors(payload: bytes, limits: TensorLimits = TensorLimits()) -> lis
     return out
 
 
+def _model_params(spec: ModelSpec) -> dict[str, float] | None:
+    """loc and scale of a parametric model (inside a gcd wrapper too), else None."""
+    if spec.model == "gcd":
+        return _model_params(spec.params[1])
+    if spec.model in PARAMETRIC:
+        return {"loc": float(spec.params[0]), "scale": float(spec.params[1])}
+    return None
+
+
 def tensor_breakdown(payload: bytes, limits: TensorLimits = TensorLimits()) -> list[dict[str, Any]]:
     """Per-tensor byte accounting of a TENSORS payload, without entropy decoding.
 
@@ -361,8 +415,9 @@ def tensor_breakdown(payload: bytes, limits: TensorLimits = TensorLimits()) -> l
     ``bytes_payload`` (coded symbols), ``bytes_scales`` (scales: raw fp16 or spec + payload), ``bytes_side``
     (everything else in the record: name, meta, shape, symbols' model spec and payload length), of which
     ``bytes_name`` is the front-coded name, ``bytes``
-    (the whole record) and ``bits_per_symbol`` (bytes_payload * 8 / numel). Records plus the count varint sum
-    to ``len(payload)``.
+    (the whole record), ``bits_per_symbol`` (bytes_payload * 8 / numel), ``step`` (the single scale, or None
+    for per-channel scales) and ``model_params`` (loc and scale of a laplace/gaussian model, else None).
+    Records plus the count varint sum to ``len(payload)``.
     """
     rows = []
     for rec in _parse(payload, limits):
@@ -392,6 +447,8 @@ def tensor_breakdown(payload: bytes, limits: TensorLimits = TensorLimits()) -> l
                 "bytes_side": size - len(rec.payload) - b_scales,
                 "bytes": size,
                 "bits_per_symbol": 8.0 * len(rec.payload) / n if n else 0.0,
+                "step": float(np.frombuffer(rec.raw_scale, dtype="<f2")[0]) if rec.raw_scale is not None else None,
+                "model_params": _model_params(rec.spec),
             }
         )
     return rows

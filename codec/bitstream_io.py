@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bitstream.container import SectionType, read_container, write_container
+from bitstream.entropy import RANGE_CODER_OVERHEAD_BYTES
 from bitstream.errors import BitstreamError
 from bitstream.fields import pack_dataclass, unpack_dataclass
 from bitstream.tensors import QuantizedTensor, decode_tensors, encode_tensors, tensor_breakdown
@@ -82,16 +83,31 @@ class StreamInfo:
             raise ValueError(f"frame count must be in [1, 1000000], got {self.frames}")
 
 
-def write_bitstream(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors: list[QTensor]) -> bytes:
-    """Serialise a trained, quantized model and its video parameters into a hinerv file."""
+def write_bitstream(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors: list[QTensor],
+                    payload_sizes: list[int] | None = None) -> bytes:
+    """Serialise a trained, quantized model and its video parameters into a hinerv file.
+
+    ``payload_sizes``: stand-in payload lengths instead of coded symbols (see ``encode_tensors``): the file's
+    exact layout for an estimated rate; such bytes are for counting, not for writing.
+    """
     coded = [QuantizedTensor(name="", shape=tuple(t.shape), symbols=np.asarray(t.symbols, dtype=np.int32),
-                             scales=np.asarray(t.scales, dtype=np.float16), axis=t.axis, bits=t.bits)
+                             scales=np.asarray(t.scales, dtype=np.float16), axis=t.axis, bits=t.bits,
+                             entropy=t.entropy)
              for t in tensors]
     return write_container([
         (SectionType.VIDEO, pack_dataclass(StreamInfo(fmt, frames))),
         (SectionType.MODEL, pack_dataclass(config)),
-        (SectionType.TENSORS, encode_tensors(coded)),
+        (SectionType.TENSORS, encode_tensors(coded, payload_sizes)),
     ])
+
+
+def estimated_file_bytes(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors: list[QTensor],
+                         payload_bits: list[float]) -> int:
+    """The size of the file whose tensors' payloads take ``payload_bits`` (ideal code lengths, plus the range
+    coder's flush) and whose every other byte (containers, headers, names, shapes, steps, entropy-model
+    parameters) is laid out exactly."""
+    sizes = [max(0, round(b / 8 + RANGE_CODER_OVERHEAD_BYTES)) for b in payload_bits]
+    return len(write_bitstream(fmt, frames, config, tensors, sizes))
 
 
 def _sections(data: bytes) -> dict[int, bytes]:

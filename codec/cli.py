@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from .distributed import DEVICES
 from .encoder import EncodeOptions
 from .fileio import atomic_write_bytes
 
@@ -63,7 +64,7 @@ def main() -> None:
 @click.option("--params", type=int, default=None, help="Parameter budget (overrides the preset).")
 @click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Training epochs (+20% prune, +10% QAT).")
 @click.option("--bits", type=int, default=DEFAULTS.bits, show_default=True, help="Bits per quantized weight.")
-@click.option("--prune", "prune_ratio", type=float, default=DEFAULTS.prune, show_default=True, help="Fraction of weights pruned.")
+@click.option("--prune", "prune_ratio", type=float, default=DEFAULTS.prune, show_default=True, help="Fraction of weights pruned (uniform; sbs and entropy prune by their rate term).")
 @click.option("--loss", default=DEFAULTS.loss, show_default=True, help="Training loss: yuvlog, l1ssim, mse.")
 @click.option("--frames", type=int, default=None, help="Encode only the first N frames.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
@@ -72,33 +73,45 @@ def main() -> None:
 @click.option("--patch-size", type=int, default=None,
               help="Training patch side in output-grid pixels (0: whole frames; default: whole frames up to "
                    "256x256, else 120).")
-@click.option("--quant", type=click.Choice(["uniform", "sbs"]), default=DEFAULTS.quant, show_default=True,
-              help="uniform: --bits everywhere; sbs: per-layer widths and pruning searched (SBS).")
-@click.option("--lambda", "sbs_lambda", type=float, default=DEFAULTS.sbs_lambda, show_default=True,
-              help="SBS: weight of log(rate) during the width search.")
-@click.option("--target-bpp", type=float, default=None, help="SBS: steer the search to this rate.")
+@click.option("--quant", type=click.Choice(["uniform", "sbs", "entropy"]), default=DEFAULTS.quant, show_default=True,
+              help="uniform: --bits everywhere; sbs: per-layer widths and pruning searched (SBS); entropy: learned "
+                   "steps and entropy models with the rate in the loss.")
+@click.option("--lambda", "lam", type=float, default=None,
+              help="Rate weight. sbs: of log(bits) (default 0.1); entropy: of bpp (default 5; larger = smaller).")
+@click.option("--target-bpp", type=float, default=None, help="sbs, entropy: steer the rate weight to this bpp.")
+@click.option("--target-size", type=int, default=None, help="entropy: steer the rate weight to this file size "
+              "in bytes.")
+@click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True,
+              help="Where to train (auto: CUDA when available). Under torchrun each rank takes its own GPU.")
+@click.option("--bf16", is_flag=True, help="Train with bf16 autocast (GPU; the loss stays fp32).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted encode from OUT.ckpt.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write a JSON report (bytes, bpp, PSNR, MS-SSIM, params, times).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
 def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, loss, frames, seed, lr, batch_size,
-           patch_size, quant, sbs_lambda, target_bpp, resume, json_path, quiet) -> None:
+           patch_size, quant, lam, target_bpp, target_size, device, bf16, resume, json_path, quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
     from .encoder import encode as run_encode
 
     options = EncodeOptions(preset=preset, params=params, epochs=epochs, bits=bits, prune=prune_ratio, loss=loss,
                             frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size,
-                            quant=quant, sbs_lambda=sbs_lambda, target_bpp=target_bpp)
+                            quant=quant, lam=lam, target_bpp=target_bpp, target_size=target_size, device=device,
+                            bf16=bf16)
     if not Path(input_path).is_file():
         raise FileNotFoundError(2, "no such file", input_path)
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
     report = run_encode(input_path, output_path, options, resume=resume, progress=not quiet, log=log)
+    if report is None:  # a torchrun rank other than 0: rank 0 reports
+        return
     u = f", U {report.psnr_u:.2f}, V {report.psnr_v:.2f}" if report.psnr_u is not None else ""
     ssim = f", MS-SSIM {report.ms_ssim:.4f}" if report.ms_ssim is not None else ""
     click.echo(f"{output_path}: {report.bytes:,} bytes, {report.bpp:.4f} bpp, PSNR-YUV {report.psnr_yuv:.2f} dB "
                f"(Y {report.psnr_y:.2f}{u}){ssim}, {report.params:,} params, "
                f"encoded in {report.encode_seconds:.0f} s")
+    if report.estimated_bytes is not None:
+        click.echo(f"rate estimated in training: {report.estimated_bytes:,} bytes "
+                   f"({100 * (report.estimated_bytes / report.bytes - 1):+.2f}% of the file)")
     if json_path:
         atomic_write_bytes(json_path, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
 
@@ -146,13 +159,17 @@ def format_info(desc: dict) -> str:
         "bytes       " + ", ".join(f"{k} {v:,}" for k, v in desc["breakdown"].items()),
         "",
         f"{'tensor':<34} {'shape':<18} {'bits':>4} {'zeros':>6} {'model':<10} {'payload':>8} {'scales':>6} "
-        f"{'side':>5} {'bits/param':>10}",
+        f"{'side':>5} {'bits/param':>10}  step, entropy model (loc, scale in steps)",
     ]
     for t in desc["tensors"]:
         n = max(1, t["numel"])
+        mp = t.get("model_params")
+        extra = "" if t.get("step") is None else f"  step {t['step']:.4g}"
+        extra += "" if mp is None else f"  loc {mp['loc']:.3g} scale {mp['scale']:.3g}"
         lines.append(f"{t['name']:<34} {'x'.join(map(str, t['shape'])):<18} {t['bits']:>4} "
                      f"{100 * t['zero_fraction']:>5.1f}% {t['model']:<10} "
-                     f"{t['bytes_payload']:>8} {t['bytes_scales']:>6} {t['bytes_side']:>5} {8 * t['bytes'] / n:>10.3f}")
+                     f"{t['bytes_payload']:>8} {t['bytes_scales']:>6} {t['bytes_side']:>5} {8 * t['bytes'] / n:>10.3f}"
+                     f"{extra}")
     return "\n".join(lines)
 
 

@@ -12,11 +12,14 @@ import torch
 from compress.hooks import HookContext, HookList
 from compress.prune import PruneConfig, prune_
 from compress.quantize import QuantConfig, export_quantized, quantize_
+from compress.entropy_quant import export_entropy, hard_tensor_bits
+from compress.entropy_rate import EntropyHook, fit_to_size
 from compress.sbs import SBSConfig, SBSHook, export_sbs
 from inr.model import HiNeRV, count_parameters, macs_per_pixel
 from inr.presets import PRESETS, build_config
 
-from .bitstream_io import write_bitstream
+from . import distributed
+from .bitstream_io import estimated_file_bytes, write_bitstream
 from .checkpoint import Checkpointer, checkpoint_path, fingerprint
 from .decoder import decode_file
 from .fileio import atomic_write_bytes, check_writable
@@ -25,7 +28,8 @@ from .train import StageSpec, TrainConfig, TrainingData, train_stage
 from .video import Video, read_video
 
 
-QUANTIZERS = ("uniform", "sbs")
+QUANTIZERS = ("uniform", "sbs", "entropy")
+DEFAULT_LAMBDA = {"uniform": 0.0, "sbs": 0.1, "entropy": 5.0}  # --lambda when not given, per quantizer
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
 
 
@@ -46,9 +50,13 @@ class EncodeOptions:
     lr: float = 1e-2  # measured on carphone (preset m, 40 epochs): 2e-3 32.5 dB, 5e-3 34.0, 1e-2 34.6, 2e-2 34.6
     batch_size: int = 2  # frames per step
     patch_size: int | None = None  # training patch side in grid pixels; 0 = whole frames; None = auto
-    quant: str = "uniform"  # 'uniform' (--bits for every tensor) or 'sbs' (per-layer widths searched, SBS)
-    sbs_lambda: float = 0.1  # SBS: weight of log(rate) in the loss during the search
-    target_bpp: float | None = None  # SBS: steer lambda so the searched widths meet this rate
+    quant: str = "uniform"  # 'uniform' (--bits everywhere), 'sbs' (per-layer widths searched), 'entropy' (learned
+    #                         steps and entropy models, the rate in the loss)
+    lam: float | None = None  # rate weight; sbs: of log(bits) (default 0.1); entropy: of bpp (default 5)
+    target_bpp: float | None = None  # sbs/entropy: steer lambda so the file lands at this rate
+    target_size: int | None = None  # the same target in bytes (entropy only; exclusive with target_bpp)
+    device: str = "auto"  # where training runs: 'auto' (CUDA when available), 'cpu' or 'cuda'
+    bf16: bool = False  # run the forward pass under bf16 autocast (the loss stays fp32)
 
     def __post_init__(self) -> None:
         PRESETS.get(self.preset)
@@ -65,10 +73,20 @@ class EncodeOptions:
         QuantConfig(bits=self.bits)
         if self.quant not in QUANTIZERS:
             raise ValueError(f"--quant must be one of {', '.join(QUANTIZERS)}, got {self.quant!r}")
-        if self.sbs_lambda < 0 or (self.target_bpp is not None and self.target_bpp <= 0):
-            raise ValueError("--lambda must be >= 0 and --target-bpp > 0")
-        if self.target_bpp is not None and self.quant != "sbs":
-            raise ValueError("--target-bpp needs --quant sbs")
+        if self.lam is not None and not self.lam >= 0:
+            raise ValueError(f"--lambda must be >= 0, got {self.lam}")
+        if self.target_bpp is not None and not self.target_bpp > 0:
+            raise ValueError(f"--target-bpp must be > 0, got {self.target_bpp}")
+        if self.target_size is not None and not self.target_size > 0:
+            raise ValueError(f"--target-size must be > 0 bytes, got {self.target_size}")
+        if self.target_bpp is not None and self.target_size is not None:
+            raise ValueError("give --target-bpp or --target-size, not both")
+        if self.target_bpp is not None and self.quant not in ("sbs", "entropy"):
+            raise ValueError("--target-bpp needs --quant sbs or --quant entropy")
+        if self.target_size is not None and self.quant != "entropy":
+            raise ValueError("--target-size needs --quant entropy")
+        if self.device not in distributed.DEVICES:
+            raise ValueError(f"--device must be one of {', '.join(distributed.DEVICES)}, got {self.device!r}")
         TrainConfig(batch_size=self.batch_size, patch_size=self.patch_size or 0, loss=self.loss, seed=self.seed)
 
     def resolved_patch_size(self, grid_size: tuple[int, int]) -> int:
@@ -78,7 +96,7 @@ class EncodeOptions:
         return 0 if grid_size[0] * grid_size[1] <= AUTO_PATCH_MAX_PIXELS else 120
 
     def stages(self) -> list[StageSpec]:
-        """train -> prune (fine-tune after magnitude pruning, or the SBS search) -> qat."""
+        """train -> prune (fine-tune after magnitude pruning, the SBS search, or the entropy rate stage) -> qat."""
         prune_epochs = round(0.2 * self.epochs) if self.prune_epochs is None else self.prune_epochs
         qat_epochs = max(1, round(0.1 * self.epochs)) if self.qat_epochs is None else self.qat_epochs
         if self.quant == "uniform" and self.prune == 0:
@@ -87,12 +105,30 @@ class EncodeOptions:
                 StageSpec("prune", prune_epochs, self.lr),
                 StageSpec("qat", qat_epochs, self.lr * 0.1)]
 
-    def quantizer_hooks(self, pixels: int) -> list:
-        """The plugins the quantizer needs: SBS searches widths in the prune stage and freezes them after."""
-        if self.quant != "sbs":
-            return []
-        target = None if self.target_bpp is None else self.target_bpp * pixels
-        return [SBSHook(SBSConfig(), lam=self.sbs_lambda, stage="prune", target_bits=target, axis_fn=quant_axis)]
+    @property
+    def rate_weight(self) -> float:
+        return DEFAULT_LAMBDA[self.quant] if self.lam is None else self.lam
+
+    def target_bits(self, pixels: int) -> float | None:
+        """The requested file size in bits, or None."""
+        if self.target_size is not None:
+            return 8.0 * self.target_size
+        return None if self.target_bpp is None else self.target_bpp * pixels
+
+    def quantizer_hooks(self, pixels: int, side_bits=None) -> list:
+        """The plugins the quantizer needs: SBS searches widths in the prune stage and freezes them after;
+        entropy learns steps and entropy models with the rate in the loss in the prune stage (noise proxy, no
+        magnitude pruning: the rate term zeroes weights) and rounds hard in the QAT stage.
+
+        ``side_bits(model)``: the file's bits besides the symbols' payloads (entropy rate control).
+        """
+        if self.quant == "sbs":
+            return [SBSHook(SBSConfig(), lam=self.rate_weight, stage="prune", target_bits=self.target_bits(pixels),
+                            axis_fn=quant_axis)]
+        if self.quant == "entropy":
+            return [EntropyHook(pixels, lam=self.rate_weight, attach_stage="prune", ste_stage="qat",
+                                target_bits=self.target_bits(pixels), side_bits=side_bits)]
+        return []
 
 
 @dataclass
@@ -117,6 +153,7 @@ class EncodeReport:
     encode_seconds: float
     decode_seconds: float
     options: dict[str, Any]
+    estimated_bytes: int | None = None  # entropy: the file size rate-aware training estimated for these weights
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -146,6 +183,8 @@ def apply_stage_transform(model: HiNeRV, stage: str, options: EncodeOptions, hoo
 
 def export(model: HiNeRV, options: EncodeOptions) -> list:
     """The quantized tensors to code, in ``model.named_parameters()`` order."""
+    if options.quant == "entropy":
+        return export_entropy(model)
     if options.quant == "sbs":
         return export_sbs(model, fallback=QuantConfig(bits=options.bits), axis_fn=quant_axis)
     return export_quantized(model, QuantConfig(bits=options.bits), axis_fn=quant_axis)
@@ -153,48 +192,86 @@ def export(model: HiNeRV, options: EncodeOptions) -> list:
 
 def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptions, resume: bool = False,
            progress: bool = True, hooks: HookList | None = None, log=print,
-           checkpoint_interval: float = 20.0) -> EncodeReport:
+           checkpoint_interval: float = 20.0) -> EncodeReport | None:
     """Encode ``input_path`` into the bitstream ``output_path`` and report what the written file decodes to.
+
+    Under ``torchrun`` every rank trains on its slice of each batch (``codec.distributed``); rank 0 alone
+    writes the checkpoints, the bitstream and the report, and the other ranks return None once the bitstream
+    is written (not waiting for the measurement, which may outlast a collective's timeout on long videos).
 
     Args:
         resume: continue from ``OUTPUT.ckpt`` if an interrupted encode of the same input and options left one.
         hooks: compression plugins attached to training.
         checkpoint_interval: minimum seconds between checkpoints (one is always written at each stage end).
     """
+    dist = distributed.from_env()
+    device = distributed.resolve_device(options.device, dist)
+    with distributed.process_group(dist, device):
+        return _encode(input_path, output_path, options, resume, progress, hooks,
+                       log if distributed.is_main(dist) else (lambda *_: None), checkpoint_interval, dist, device)
+
+
+def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progress: bool, hooks: HookList | None,
+            log, checkpoint_interval: float, dist: distributed.DistContext | None,
+            device: torch.device) -> EncodeReport | None:
+    """``encode`` as one rank: the report on rank 0 (or a single process), None on the others."""
     start = time.monotonic()
     check_writable(output_path)  # a read-only or missing output folder fails before training, not after
     video = read_video(input_path, frames=options.frames)  # load
     pixels = video.format.width * video.format.height * video.num_frames
-    option_hooks = HookList(options.quantizer_hooks(pixels))  # plugins the options imply: checkpointed
-    hooks = HookList(list(option_hooks) + list(hooks or []))
     layout = PlaneLayout.for_format(video.format)
     grid = layout.planes_to_grid(video.planes)
     config = build_config(*layout.grid_size, video.num_frames, layout.channels, options.preset, options.params)
+
+    def bitstream(model: HiNeRV) -> bytes:
+        return write_bitstream(video.format, video.num_frames, config, export(model, options))
+
+    def file_bytes_estimate(model: HiNeRV) -> int:  # entropy: the size rate-aware training estimates
+        return estimated_file_bytes(video.format, video.num_frames, config, export(model, options),
+                                    hard_tensor_bits(model))
+
+    def side_bits(model: HiNeRV) -> float:
+        return 8.0 * file_bytes_estimate(model) - sum(hard_tensor_bits(model))
+
+    option_hooks = HookList(options.quantizer_hooks(pixels, side_bits))  # plugins the options imply: checkpointed
+    hooks = HookList(list(option_hooks) + list(hooks or []))
     torch.manual_seed(options.seed)
-    model = HiNeRV(config)
+    model = HiNeRV(config).to(device)  # initialised on the CPU: the same weights on every device and rank
     params = count_parameters(model)
     log(f"{video.format.width}x{video.format.height} {video.format.chroma} {video.format.bit_depth}-bit, "
         f"{video.num_frames} frames -> HiNeRV {options.preset if options.params is None else 'custom'}: "
         f"{params:,} parameters, strides {config.strides}, widths {config.channels}")
     patch = options.resolved_patch_size(layout.grid_size)
     train_cfg = TrainConfig(options.batch_size, patch, loss=options.loss, seed=options.seed)
-    data = TrainingData(grid, video.format.max_value, layout, options.batch_size, patch)
+    data = TrainingData(grid, video.format.max_value, layout, options.batch_size, patch, device)
     ckpt = Checkpointer(checkpoint_path(output_path), fingerprint(dataclasses.asdict(options), grid),
                         checkpoint_interval)
     model, elapsed_before = run_stages(model, data, options, train_cfg, hooks, option_hooks, ckpt, resume,
-                                       progress, log)  # train -> prune -> quantization-aware training
-    model.eval()
-    tensors = export(model, options)  # quantize
-    data_bytes = write_bitstream(video.format, video.num_frames, config, tensors)  # code
+                                       progress, log, dist)  # train -> prune -> quantization-aware training
+    if not distributed.is_main(dist):
+        distributed.barrier(dist)  # until rank 0 has written the file
+        return None
+    model.cpu().eval()
+    if options.quant == "entropy" and (target := options.target_bits(pixels)) is not None:
+        factor, size = fit_to_size(model, lambda m: len(bitstream(m)), target / 8)  # last-mile rate control
+        log(f"target {target / 8:,.0f} bytes: steps scaled by {factor:.3f} -> {size:,} bytes")
+        if not 0.5 <= factor <= 2:
+            log(f"note: training missed the target by far; a {'smaller' if factor > 1 else 'larger'} --preset "
+                f"would meet it with better quality")
+    estimate = file_bytes_estimate(model) if options.quant == "entropy" else None
+    data_bytes = bitstream(model)  # quantize, code
     atomic_write_bytes(output_path, data_bytes)  # write
+    distributed.barrier(dist)
     encode_seconds = elapsed_before + time.monotonic() - start
     ckpt.remove()
-    return measure(video, input_path, output_path, params, config, encode_seconds, options)
+    report = measure(video, input_path, output_path, params, config, encode_seconds, options)
+    report.estimated_bytes = estimate
+    return report
 
 
 def run_stages(model: HiNeRV, data: TrainingData, options: EncodeOptions, train_cfg: TrainConfig,
                hooks: HookList, option_hooks: HookList, ckpt: Checkpointer, resume: bool, progress: bool,
-               log) -> tuple[HiNeRV, float]:
+               log, dist: distributed.DistContext | None = None) -> tuple[HiNeRV, float]:
     """Run the stages (from a checkpoint when resuming); returns the model and the seconds spent before resume."""
     start = time.monotonic()
     stages = options.stages()
@@ -215,12 +292,14 @@ def run_stages(model: HiNeRV, data: TrainingData, options: EncodeOptions, train_
         hooks.on_stage_start(spec.name, model, ctx)
 
         def on_epoch_end(epoch: int, optimizer: torch.optim.Optimizer, k: int = k, spec: StageSpec = spec) -> None:
+            if not distributed.is_main(dist):
+                return
             elapsed = elapsed_before + time.monotonic() - start
             ckpt.save(k, epoch, model, optimizer, elapsed, option_hooks.state_dict(), force=epoch == spec.epochs)
 
         train_stage(model, data, spec, train_cfg, k, hooks, start_epoch=first_epoch if resuming else 0,
                     optimizer_state=opt_state if resuming else None, on_epoch_end=on_epoch_end,
-                    progress=progress)
+                    progress=progress, autocast_dtype=torch.bfloat16 if options.bf16 else None, dist=dist)
         hooks.on_stage_end(spec.name, model, ctx)
     return model, elapsed_before
 

@@ -24,21 +24,34 @@ def plane_mse(pred: torch.Tensor, target: torch.Tensor, luma_channels: int) -> t
     return torch.cat([luma, err[luma_channels:]]) if err.numel() > luma_channels else luma
 
 
+def yuv_log(mse: torch.Tensor) -> torch.Tensor:
+    """(6 log MSE_Y + log MSE_U + log MSE_V) / 8 of per-plane MSEs (log MSE_Y alone for mono)."""
+    mse = mse.clamp_min(1e-10).log()
+    if mse.numel() == 1:
+        return mse[0]
+    return (6 * mse[0] + mse[1] + mse[2]) / 8
+
+
 @LOSSES.register("yuvlog")
 def yuv_log_mse(pred: torch.Tensor, target: torch.Tensor, luma_channels: int) -> torch.Tensor:
     """(6 log MSE_Y + log MSE_U + log MSE_V) / 8: the log of the reported PSNR-YUV's terms.
 
     Aimed at the metric we report; measured +1.3 dB PSNR-YUV over plain MSE on carphone (DESIGN.md §9).
     """
-    mse = plane_mse(pred, target, luma_channels).clamp_min(1e-10).log()
-    if mse.numel() == 1:
-        return mse[0]
-    return (6 * mse[0] + mse[1] + mse[2]) / 8
+    return yuv_log(plane_mse(pred, target, luma_channels))
 
 
 @LOSSES.register("mse")
 def mse_loss(pred: torch.Tensor, target: torch.Tensor, luma_channels: int) -> torch.Tensor:
     return F.mse_loss(pred, target)
+
+
+# Losses that are not a mean over frames, as (a statistic that is, the loss as a function of it): data-parallel
+# training averages the statistic over the whole batch first, so its ranks train the whole batch's loss.
+# Every other loss is a mean over frames (of equal sizes) and is averaged as it is.
+BATCH_STATISTICS: dict[str, tuple[LossFn, Callable[[torch.Tensor], torch.Tensor]]] = {
+    "yuvlog": (plane_mse, yuv_log),
+}
 
 
 def structural_similarity(pred: torch.Tensor, target: torch.Tensor, win_size: int = 5) -> torch.Tensor:

@@ -4,10 +4,15 @@ Each stage is Adam with linear warm-up and cosine decay, gradient clipping, and 
 re-seeded from (seed, stage, epoch) at every epoch, so a run resumed from an epoch-boundary checkpoint takes
 exactly the steps the uninterrupted run would have taken. Compression methods plug in through the
 ``compress.hooks`` interface, never by editing this loop.
+
+On a GPU the clip lives on the device in its integer dtype (a batch never crosses from the host), the forward
+pass may run under bf16 autocast (the loss stays fp32), and ``torchrun`` ranks split every batch between them
+(``codec.distributed``).
 """
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -17,7 +22,9 @@ from tqdm import tqdm
 
 from compress.hooks import HookContext, HookList
 
-from .losses import LOSSES, plane_mse, psnr_yuv_from_mse
+from . import distributed
+from .distributed import DistContext
+from .losses import BATCH_STATISTICS, LOSSES, plane_mse, psnr_yuv_from_mse
 from .layout import PlaneLayout
 
 Region = tuple[int, int, int, int]
@@ -64,11 +71,16 @@ class TrainConfig:
 
 
 class TrainingData:
-    """The clip as an integer grid (kept in its storage dtype until a batch needs it) and its sampling."""
+    """The clip as an integer grid and its sampling.
+
+    The grid is copied to ``device`` once, in its storage dtype (uint8 / int16: 2-4x smaller than floats), and
+    each batch is sliced and converted there, so training makes no host-to-device copy of pixels.
+    """
 
     def __init__(self, grid: torch.Tensor, max_value: int, layout: PlaneLayout, batch_size: int,
-                 patch_size: int = 0) -> None:
-        self.grid = grid  # (T, H, W, C) uint8 / int16
+                 patch_size: int = 0, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.grid = grid.to(self.device)  # (T, H, W, C) uint8 / int16
         self.scale = 1.0 / max_value
         self.layout = layout
         self.batch_size = batch_size
@@ -84,10 +96,13 @@ class TrainingData:
         return len(self.regions) * math.ceil(self.frames / self.batch_size)
 
     def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, Region]]:
-        """One epoch: every (frame, region) once, batches share a region, in a seeded random order."""
+        """One epoch: every (frame, region) once, batches share a region, in a seeded random order.
+
+        The order is drawn on the host (the same on every device) and its frame indices are on ``device``.
+        """
         plan: list[tuple[torch.Tensor, Region]] = []
         for region in self.regions:
-            order = torch.randperm(self.frames, generator=generator)
+            order = torch.randperm(self.frames, generator=generator).to(self.device)
             plan += [(order[i:i + self.batch_size], region) for i in range(0, self.frames, self.batch_size)]
         for i in torch.randperm(len(plan), generator=generator).tolist():
             yield plan[i]
@@ -105,16 +120,27 @@ def epoch_seed(seed: int, stage_index: int, epoch: int) -> int:
 def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: TrainConfig, stage_index: int,
                 hooks: HookList | None = None, start_epoch: int = 0, optimizer_state: dict | None = None,
                 on_epoch_end: Callable[[int, torch.optim.Optimizer], None] | None = None,
-                progress: bool = True) -> None:
-    """Run epochs ``start_epoch .. spec.epochs`` of one stage.
+                progress: bool = True, autocast_dtype: torch.dtype | None = None,
+                dist: DistContext | None = None) -> None:
+    """Run epochs ``start_epoch .. spec.epochs`` of one stage; ``model`` must be on ``data.device``.
 
     Args:
         on_epoch_end: called with (epochs done, optimizer) after every epoch, e.g. to checkpoint.
         optimizer_state: Adam state to continue from (resume).
+        autocast_dtype: run the forward pass under ``torch.autocast`` at this dtype (e.g. ``torch.bfloat16``);
+            the loss is computed in fp32 from the upcast output. None: full fp32.
+        dist: train as one rank of a process group: every rank draws the same batches, trains on its slice
+            of each and takes the step of the whole batch (see ``codec.distributed``). The progress bar (the
+            whole batch's loss, rank 0's slice's PSNR) shows on rank 0.
     """
     hooks = hooks or HookList([])
     loss_fn = LOSSES.get(config.loss)
     params = [p for p in model.parameters() if p.requires_grad]
+    parallel = dist is not None and dist.world_size > 1
+    if parallel:
+        distributed.broadcast_parameters(params)
+    autocast = (torch.autocast(data.device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                else nullcontext())
     optimizer = torch.optim.Adam(params, lr=spec.lr)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
@@ -122,8 +148,9 @@ def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: T
     total = max(1, spec.epochs * per_epoch)
     model.train()
     luma = data.layout.luma_channels
+    show = progress and distributed.is_main(dist)
     with tqdm(total=spec.epochs * per_epoch, initial=start_epoch * per_epoch, desc=f"{spec.name:>5}",
-              disable=not progress, unit="step", dynamic_ncols=True, leave=True) as bar:
+              disable=not show, unit="step", dynamic_ncols=True, leave=True) as bar:
         for epoch in range(start_epoch, spec.epochs):
             seed = epoch_seed(config.seed, stage_index, epoch)
             torch.manual_seed(seed)  # Quant-Noise and any plugin randomness
@@ -133,15 +160,22 @@ def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: T
                 step = epoch * per_epoch + i
                 for group in optimizer.param_groups:
                     group["lr"] = spec.lr_at(step, total)
+                weight = 1.0  # this process's share of the batch
+                if parallel:
+                    t, weight = distributed.shard_batch(t, dist)
                 target = data.target(t, region)
-                pred = model(t, region)
-                loss = loss_fn(pred, target, luma)
+                with autocast:
+                    pred = model(t, region)
+                pred = pred.float()  # a no-op in fp32
+                loss = batch_loss(config.loss, pred, target, luma, weight) if parallel else loss_fn(pred, target, luma)
                 ctx = HookContext(stage=spec.name, step=step, total_steps=total, epoch=epoch, extras={})
                 extra = hooks.extra_loss(model, (t, region, target), pred, ctx)
-                if extra is not None:
-                    loss = loss + extra
+                if extra is not None:  # a term on the parameters, the same on every rank: each adds its share
+                    loss = loss + weight * extra
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if parallel:
+                    distributed.sum_gradients(params)
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
                 optimizer.step()
                 hooks.on_step_end(step, model, ctx)
@@ -149,11 +183,23 @@ def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: T
                     mse = plane_mse(pred.detach(), target, luma)
                     running = mse if running is None else 0.9 * running + 0.1 * mse
                 bar.update(1)
-                if i % 10 == 0:
+                if i % 10 == 0 and show:
                     bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr_yuv_from_mse(running):.2f}",
                                     refresh=False)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, optimizer)
+
+
+def batch_loss(name: str, pred: torch.Tensor, target: torch.Tensor, luma: int, weight: float) -> torch.Tensor:
+    """The whole batch's loss on every rank, differentiable in this rank's slice (``weight`` of the batch).
+
+    A loss that is a mean over frames is averaged over the slices; one that is not (``yuvlog``: the log of
+    per-plane MSEs) is computed from its statistic averaged so. Either way the ranks' gradients sum to the
+    whole batch's.
+    """
+    statistic, finish = BATCH_STATISTICS.get(name, (LOSSES.get(name), None))
+    mean = distributed.batch_mean(statistic(pred, target, luma), weight)
+    return mean if finish is None else finish(mean)
 
 
 @torch.no_grad()

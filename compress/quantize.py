@@ -329,6 +329,8 @@ class QTensor:
         scales: float16 array, shape ``(shape[axis],)``, or ``(1,)`` when ``axis`` is None.
         axis: channel axis (>= 0) or None.
         bits: bits per symbol.
+        entropy: the coding model training chose for the symbols, ``(distribution, loc, scale)`` in float16
+            values (``compress.entropy_quant``), or None to let the bitstream fit the best model.
     """
 
     name: str
@@ -337,6 +339,7 @@ class QTensor:
     scales: np.ndarray
     axis: int | None
     bits: int
+    entropy: tuple[str, float, float] | None = None
 
     def dequantize(self) -> torch.Tensor:
         """The float32 values the decoder uses."""

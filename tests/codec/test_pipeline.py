@@ -1,4 +1,5 @@
 """End to end on real footage: encode -> file -> decode, resume, determinism, honest reports."""
+import dataclasses
 import json
 import subprocess
 import sys
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from codec.checkpoint import checkpoint_path
 from codec.clips import make_clip
@@ -168,7 +170,7 @@ def test_same_seed_same_bytes(clip, encoded, tmp_path):
     assert out.read_bytes() == encoded[0].read_bytes()
 
 
-SBS = EncodeOptions(preset="s", epochs=4, prune_epochs=2, qat_epochs=2, quant="sbs", sbs_lambda=0.5)
+SBS = EncodeOptions(preset="s", epochs=4, prune_epochs=2, qat_epochs=2, quant="sbs", lam=0.5)
 
 
 def test_sbs_encode_decodes_to_the_reported_quality(clip, tmp_path):
@@ -191,3 +193,68 @@ def test_sbs_resume_gives_identical_bytes(clip, tmp_path):
         encode(clip, out, SBS, hooks=HookList([Interrupt("prune", 4)]), **quiet)
     encode(clip, out, SBS, resume=True, **quiet)
     assert out.read_bytes() == ref.read_bytes()
+
+
+ENTROPY = EncodeOptions(preset="s", epochs=8, qat_epochs=3, quant="entropy", lam=1.0, lr=0.05)
+
+
+class Capture(TrainingHook):
+    """Keeps the encoder's own reconstruction: the trained model's eval-mode output at the end of QAT."""
+
+    def on_stage_end(self, stage, model, ctx):
+        if stage == "qat":
+            model.eval()
+            with torch.no_grad():
+                self.frames = model(torch.arange(6))
+            model.train()
+
+
+@pytest.fixture(scope="module")
+def entropy_encoded(clip, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ent") / "clip.bin"
+    capture = Capture()
+    report = encode(clip, out, ENTROPY, progress=False, log=lambda *_: None, hooks=HookList([capture]))
+    return out, report, capture.frames
+
+
+def test_entropy_rate_estimate_is_the_written_size(entropy_encoded):
+    out, report, _ = entropy_encoded
+    assert report.bytes == out.stat().st_size
+    assert report.estimated_bytes == pytest.approx(report.bytes, rel=0.01)
+
+
+def test_entropy_decoder_reproduces_the_encoders_reconstruction(entropy_encoded):
+    from codec.bitstream_io import describe_file, read_bitstream
+    from codec.decoder import build_model
+
+    out, report, frames = entropy_encoded
+    _, _, config, tensors = read_bitstream(out.read_bytes())
+    with torch.no_grad():
+        decoded = build_model(config, tensors)(torch.arange(6))
+    assert torch.equal(decoded, frames)
+    assert {t["model"] for t in describe_file(out)["tensors"]} <= {"laplace", "zero", "const"}
+
+
+def test_entropy_lambda_trades_rate_for_quality(clip, entropy_encoded, tmp_path):
+    _, low, _ = entropy_encoded
+    high = encode(clip, tmp_path / "hi.bin", dataclasses.replace(ENTROPY, lam=1000.0), progress=False,
+                  log=lambda *_: None)
+    assert high.bytes < 0.97 * low.bytes  # a few dozen steps: Adam moves the log-steps ~lr per step
+
+
+def test_entropy_meets_a_target_size(clip, entropy_encoded, tmp_path):
+    _, free, _ = entropy_encoded
+    target = int(free.bytes * 0.8)
+    options = dataclasses.replace(ENTROPY, target_size=target)
+    report = encode(clip, tmp_path / "t.bin", options, progress=False, log=lambda *_: None)
+    assert report.bytes == pytest.approx(target, rel=0.05)
+
+
+def test_entropy_resume_gives_identical_bytes(clip, entropy_encoded, tmp_path):
+    reference, _, _ = entropy_encoded
+    out = tmp_path / "resumed.bin"
+    quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
+    with pytest.raises(KeyboardInterrupt):
+        encode(clip, out, ENTROPY, hooks=HookList([Interrupt("qat", 8)]), **quiet)
+    encode(clip, out, ENTROPY, resume=True, **quiet)
+    assert out.read_bytes() == reference.read_bytes()

@@ -1,0 +1,138 @@
+"""The rate term of entropy-aware training as a training plugin: L = D + λ·R/pixels, λ steered to a target.
+
+R is :func:`compress.entropy_quant.rate_bits` (the symbols' bits under the learned entropy models), so λ is in
+distortion units per bit per pixel. With a target, a multiplicative controller moves λ after every step by
+``(R_file / target)**gain``, where R_file is the *file* the current weights would make: the exact symbols' bits
+under the learned models plus the side information (headers, steps, model parameters), which the encoder supplies
+through ``side_bits``. Registered as the ``entropy`` plugin.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from compress.entropy_quant import EntropyQuantConfig, entropy_quant_, entropy_tensors, hard_rate_bits, rate_bits, \
+    rescale_steps_, set_mode_
+from compress.hooks import PLUGINS, HookContext, TrainingHook
+from compress.prune import FilterFn
+
+__all__ = ["EntropyHook", "fit_to_size", "steer"]
+
+SIDE_EVERY = 50  # steps between two measurements of the side information (it drifts slowly)
+
+
+def steer(lam: float, measured: float, target: float, gain: float, bounds: tuple[float, float]) -> float:
+    """One step of the multiplicative integral controller: ``λ·(measured/target)**gain`` within ``bounds``."""
+    lam = max(lam, bounds[0]) * (measured / target) ** gain
+    return min(max(lam, bounds[0]), bounds[1])
+
+
+@PLUGINS.register("entropy")
+class EntropyHook(TrainingHook):
+    """Attach entropy-aware quantization, add λ·R/pixels to the loss, switch to hard rounding for the last stage.
+
+    Args:
+        pixels: luma pixels of the clip (width × height × frames): R/pixels is in bpp.
+        lam: λ (the initial value when ``target_bits`` is set).
+        attach_stage: the stage on entering which the quantizers are attached (noise proxy from there on).
+        ste_stage: the stage on entering which the quantizers switch to straight-through hard rounding.
+        target_bits: the file size to steer to, in bits; None keeps λ fixed.
+        side_bits: ``side_bits(model) -> float``: the file's bits other than the symbols' payloads (containers,
+            headers, steps, model parameters), for the controller; called every ``SIDE_EVERY`` steps. Default 0.
+        gain, lam_bounds: the controller's gain per step and λ's range.
+        config, filter_fn: passed to ``entropy_quant_``.
+    """
+
+    def __init__(self, pixels: int, lam: float = 5.0, attach_stage: str = "train", ste_stage: str = "qat",
+                 target_bits: float | None = None, side_bits: Callable[[nn.Module], float] | None = None,
+                 gain: float = 0.02, lam_bounds: tuple[float, float] = (1e-3, 1e4),
+                 config: EntropyQuantConfig | None = None, filter_fn: FilterFn | None = None) -> None:
+        if not (isinstance(pixels, int) and pixels > 0):
+            raise ValueError(f"EntropyHook: pixels: expected an int > 0, got {pixels!r}")
+        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"EntropyHook: lam: expected a finite number >= 0, got {lam!r}")
+        if target_bits is not None and not target_bits > 0:
+            raise ValueError(f"EntropyHook: target_bits: expected None or > 0, got {target_bits!r}")
+        self.pixels, self.lam = pixels, float(lam)
+        self.attach_stage, self.ste_stage = attach_stage, ste_stage
+        self.target_bits, self.side_bits_fn = target_bits, side_bits
+        self.gain, self.lam_bounds = float(gain), (float(lam_bounds[0]), float(lam_bounds[1]))
+        self.config, self.filter_fn = config or EntropyQuantConfig(), filter_fn
+        self.side_bits = 0.0  # last measured side information
+        self.last_file_bits: float | None = None
+        self.steps = 0
+
+    def transform_model(self, stage: str, model: nn.Module) -> nn.Module:
+        if stage == self.attach_stage and next(iter(entropy_tensors(model)), None) is None:
+            entropy_quant_(model, self.config, self.filter_fn)
+        if stage == self.ste_stage:
+            set_mode_(model, "ste")
+        return model
+
+    def on_stage_start(self, stage: str, model: nn.Module, ctx: HookContext) -> None:
+        self._measure_side(model)
+
+    def _measure_side(self, model: nn.Module) -> None:
+        if self.side_bits_fn is not None and next(iter(entropy_tensors(model)), None) is not None:
+            self.side_bits = float(self.side_bits_fn(model))
+
+    def extra_loss(self, model: nn.Module, batch: Any, output: Any, ctx: HookContext) -> torch.Tensor | None:
+        if next(iter(entropy_tensors(model)), None) is None:
+            return None
+        r = rate_bits(model)
+        return (self.lam / self.pixels) * r
+
+    def on_step_end(self, step: int, model: nn.Module, ctx: HookContext) -> None:
+        if next(iter(entropy_tensors(model)), None) is None:
+            return
+        self.steps += 1
+        if self.target_bits is None:
+            return
+        if self.steps % SIDE_EVERY == 0:
+            self._measure_side(model)
+        self.last_file_bits = hard_rate_bits(model) + self.side_bits
+        self.lam = steer(self.lam, self.last_file_bits, self.target_bits, self.gain, self.lam_bounds)
+
+    def on_stage_end(self, stage: str, model: nn.Module, ctx: HookContext) -> None:
+        self._measure_side(model)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lam": self.lam, "steps": self.steps, "side_bits": self.side_bits,
+                "last_file_bits": self.last_file_bits}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        missing = {"lam", "steps", "side_bits", "last_file_bits"} - set(state)
+        if missing:
+            raise ValueError(f"EntropyHook.load_state_dict: missing keys {sorted(missing)}")
+        self.lam, self.steps = float(state["lam"]), int(state["steps"])
+        self.side_bits, self.last_file_bits = float(state["side_bits"]), state["last_file_bits"]
+
+
+def fit_to_size(model: nn.Module, size: Callable[[nn.Module], int], target: float, rtol: float = 0.02,
+                iters: int = 20, max_factor: float = 64.0) -> tuple[float, int]:
+    """Last-mile rate control: scale every step by one factor so that ``size(model)`` (bytes) lands within
+    ``rtol`` of ``target``, by bisection on the factor's log; leaves the model at the best factor found.
+
+    A no-op when the model already fits. Returns ``(factor, bytes)``; the closest size reached if the target
+    is out of reach within ``[1/max_factor, max_factor]``.
+    """
+    current = size(model)
+    if abs(current / target - 1) <= rtol:
+        return 1.0, current
+    applied = 0.0  # log of the factor now in the model
+    lo, hi = -math.log(max_factor), math.log(max_factor)
+    best = (abs(current / target - 1), 0.0, current)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        rescale_steps_(model, math.exp(mid - applied))
+        applied = mid
+        current = size(model)
+        best = min(best, (abs(current / target - 1), mid, current))
+        if abs(current / target - 1) <= rtol:
+            break
+        lo, hi = (mid, hi) if current > target else (lo, mid)  # coarser steps -> fewer bytes
+    rescale_steps_(model, math.exp(best[1] - applied))
+    return math.exp(best[1]), best[2]
