@@ -107,6 +107,7 @@ class EncodeOptions:
 
     @property
     def rate_weight(self) -> float:
+        """--lambda, or the quantizer's default."""
         return DEFAULT_LAMBDA[self.quant] if self.lam is None else self.lam
 
     def target_bits(self, pixels: int) -> float | None:

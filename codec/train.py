@@ -141,7 +141,8 @@ def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: T
         distributed.broadcast_parameters(params)
     autocast = (torch.autocast(data.device.type, dtype=autocast_dtype) if autocast_dtype is not None
                 else nullcontext())
-    optimizer = torch.optim.Adam(params, lr=spec.lr)
+    # foreach: one kernel per Adam op for all tensors at once (small models are per-op overhead bound on CPU)
+    optimizer = torch.optim.Adam(params, lr=spec.lr, foreach=True)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     per_epoch = data.steps_per_epoch

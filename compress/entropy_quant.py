@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compress.prune import FilterFn, named_tensors, remember_param_order
+from compress.prune import FilterFn, find_parametrization, input_of, named_tensors, remember_param_order
 from compress.quantize import FakeQuant, QTensor, _round_fp16
 
 __all__ = [
@@ -209,30 +209,12 @@ class EntropyQuant(nn.Module):
                 f"loc={float(self.loc.detach()):.3g}, scale={float(self.log_scale.detach().exp()):.3g}")
 
 
-def _find(module: nn.Module, param_name: str) -> tuple[int, EntropyQuant] | None:
-    if not parametrize.is_parametrized(module, param_name):
-        return None
-    for i, p in enumerate(module.parametrizations[param_name]):
-        if isinstance(p, EntropyQuant):
-            return i, p
-    return None
-
-
-def _pre_value(module: nn.Module, param_name: str, idx: int) -> torch.Tensor:
-    """The value the EntropyQuant sees: the original parameter through the parametrizations before it."""
-    plist = module.parametrizations[param_name]
-    x = plist.original
-    for p in list(plist)[:idx]:
-        x = p(x)
-    return x
-
-
 def entropy_tensors(model: nn.Module) -> Iterator[tuple[str, EntropyQuant, torch.Tensor]]:
     """Yield ``(full_name, quantizer, pre_value)`` for every entropy-quantized tensor, in model order."""
     for full, module, param_name, _ in named_tensors(model):
-        found = _find(module, param_name)
+        found = find_parametrization(module, param_name, EntropyQuant)
         if found is not None:
-            yield full, found[1], _pre_value(module, param_name, found[0])
+            yield full, found[1], input_of(full, module, param_name, found[0])
 
 
 def entropy_quant_(model: nn.Module, config: EntropyQuantConfig | None = None,
@@ -295,29 +277,40 @@ def tensor_rate_bits(model: nn.Module, hard: bool | None = None) -> torch.Tensor
     seg = _segments(tuple(x.numel() for _, x in found), device)
     x = torch.cat([x.reshape(-1).float() for _, x in found])
     log_step, loc, log_scale = (torch.stack([q.raw for q in qs]) * PARAM_SPEED).unbind(1)
-    is_hard = torch.tensor([hard if hard is not None else q.mode == "ste" for q in qs], device=device)
-    step_hard = _fp16_ste(log_step.exp())
+    hard_flags = [hard if hard is not None else q.mode == "ste" for q in qs]
+    is_hard = torch.tensor(hard_flags, device=device)
     scale = log_scale.exp().clamp_min(SCALE_MIN)
-    scale_hard = _fp16_ste(scale)
     loc_hard = loc + (_round_fp16(loc.detach().abs().clamp_max(_FP16_MAX)) * loc.detach().sign() - loc).detach()
-    step = torch.where(is_hard, step_hard, log_step.exp())[seg]
+    per_tensor = torch.stack([torch.where(is_hard, _fp16_ste(log_step.exp()), log_step.exp()),
+                              torch.where(is_hard, loc_hard, loc),
+                              torch.where(is_hard, _fp16_ste(scale), scale)], 1)
+    step, mu, sc = per_tensor.index_select(0, seg).unbind(1)  # one gather for the three per-element values
     y = x / step
     q = torch.round(y).clamp(-SYMBOL_MAX, SYMBOL_MAX)
-    h = is_hard[seg]
-    y = torch.where(h, y + (q - y).detach(), y + (torch.rand_like(y) - 0.5))
-    mu = torch.where(is_hard, loc_hard, loc)[seg]
-    sc = torch.where(is_hard, scale_hard, scale)[seg]
-    # the coded support of each tensor is [min q, max q]: its end bins take the tails
-    big = torch.full((len(found),), float(SYMBOL_MAX + 1), device=device)
-    q_lo = big.scatter_reduce(0, seg, q, "amin", include_self=False)
-    q_hi = (-big).scatter_reduce(0, seg, q, "amax", include_self=False)
-    first, last = h & (q == q_lo[seg]), h & (q == q_hi[seg])
+    rounded = y + (q - y).detach()
+    first = last = None
+    if all(hard_flags):
+        y = rounded
+    elif any(hard_flags):
+        y = torch.where(is_hard.index_select(0, seg), rounded, y + (torch.rand_like(y) - 0.5))
+    else:
+        y = y + (torch.rand_like(y) - 0.5)
+    if any(hard_flags):  # the coded support of each tensor is [min q, max q]: its end bins take the tails
+        h = is_hard.index_select(0, seg)
+        big = torch.full((len(found),), float(SYMBOL_MAX + 1), device=device)
+        q_lo = big.scatter_reduce(0, seg, q, "amin", include_self=False)
+        q_hi = (-big).scatter_reduce(0, seg, q, "amax", include_self=False)
+        first, last = h & (q == q_lo.index_select(0, seg)), h & (q == q_hi.index_select(0, seg))
+    kinds = {q.kind for q in qs}
+    if len(kinds) == 1:
+        bits = symbol_bits(kinds.pop(), y, mu, sc, first, last)
+        return torch.zeros(len(found), device=device).index_add(0, seg, bits)
     out = torch.zeros(len(found), device=device)
-    for kind in DISTRIBUTIONS:
-        pick = torch.tensor([q.kind == kind for q in qs], device=device)[seg]
-        if bool(pick.any()):
-            bits = symbol_bits(kind, y[pick], mu[pick], sc[pick], first[pick], last[pick])
-            out = out.index_add(0, seg[pick], bits)
+    for kind in sorted(kinds):
+        pick = torch.tensor([q.kind == kind for q in qs], device=device).index_select(0, seg)
+        sub = None if first is None else (first[pick], last[pick])
+        bits = symbol_bits(kind, y[pick], mu[pick], sc[pick], *(sub or (None, None)))
+        out = out.index_add(0, seg[pick], bits)
     return out
 
 

@@ -33,6 +33,8 @@ __all__ = [
     "PruneReport",
     "bake_",
     "default_prune_filter",
+    "find_parametrization",
+    "input_of",
     "named_tensors",
     "prune_",
     "remember_param_order",
@@ -119,6 +121,32 @@ def _parametrization_internals(model: nn.Module) -> set[int]:
         if parametrize.is_parametrized(m):
             skip.update(id(sub) for sub in m.parametrizations.modules())
     return skip
+
+
+def find_parametrization(module: nn.Module, param_name: str, kind: type) -> tuple[int, nn.Module] | None:
+    """``(position, parametrization)`` of the first ``kind`` on ``module.<param_name>``, or None."""
+    if not parametrize.is_parametrized(module, param_name):
+        return None
+    for i, p in enumerate(module.parametrizations[param_name]):
+        if isinstance(p, kind):
+            return i, p
+    return None
+
+
+def input_of(full: str, module: nn.Module, param_name: str, idx: int) -> torch.Tensor:
+    """The tensor the last parametrization, at position ``idx``, sees: the original through those before it.
+
+    Raises:
+        ValueError: ``idx`` is not the last parametrization (a quantizer must see the final value).
+    """
+    plist = module.parametrizations[param_name]
+    if idx != len(plist) - 1:
+        after = [type(p).__name__ for p in list(plist)[idx + 1:]]
+        raise ValueError(f"{full!r} has parametrizations {after} after {type(plist[idx]).__name__}; expected none")
+    x = plist.original
+    for p in list(plist)[:idx]:
+        x = p(x)
+    return x
 
 
 def named_tensors(

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compress.prune import FilterFn, named_tensors, remember_param_order
+from compress.prune import FilterFn, find_parametrization, input_of, named_tensors, remember_param_order
 
 __all__ = [
     "AxisFn",
@@ -273,15 +273,6 @@ def _select(
     return out
 
 
-def _find_fake_quant(module: nn.Module, param_name: str) -> tuple[int, FakeQuant] | None:
-    if not parametrize.is_parametrized(module, param_name):
-        return None
-    for i, p in enumerate(module.parametrizations[param_name]):
-        if isinstance(p, FakeQuant):
-            return i, p
-    return None
-
-
 def quantize_(
     model: nn.Module, config: QuantConfig, axis_fn: AxisFn | None = None, filter_fn: FilterFn | None = None
 ) -> list[str]:
@@ -310,7 +301,7 @@ def quantize_(
         raise TypeError(f"quantize_: expected a QuantConfig, got {type(config).__name__}")
     selected = _select(model, config, axis_fn, filter_fn)
     for full, module, param_name, _, _ in selected:
-        if _find_fake_quant(module, param_name) is not None:
+        if find_parametrization(module, param_name, FakeQuant) is not None:
             raise ValueError(f"quantize_: {full!r} already has a FakeQuant; expected an unquantized tensor")
     for _, module, param_name, _, axis in selected:
         remember_param_order(module)
@@ -352,18 +343,14 @@ class QTensor:
 
 def _pre_quant_value(full: str, module: nn.Module, param_name: str) -> tuple[torch.Tensor, FakeQuant | None]:
     """The value a FakeQuant on this tensor sees (the parametrizations before it), or the current value."""
-    found = _find_fake_quant(module, param_name)
+    found = find_parametrization(module, param_name, FakeQuant)
     if found is None:
         return getattr(module, param_name).detach(), None
     idx, fq = found
-    plist = module.parametrizations[param_name]
-    if idx != len(plist) - 1:
-        after = [type(p).__name__ for p in list(plist)[idx + 1 :]]
-        raise ValueError(f"export_quantized: {full!r} has parametrizations {after} after FakeQuant; expected none")
-    x = plist.original
-    for p in list(plist)[:idx]:
-        x = p(x)
-    return x.detach(), fq
+    try:
+        return input_of(full, module, param_name, idx).detach(), fq
+    except ValueError as e:
+        raise ValueError(f"export_quantized: {e}") from None
 
 
 @torch.no_grad()

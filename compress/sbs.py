@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compress.prune import FilterFn, named_tensors, remember_param_order
+from compress.prune import FilterFn, find_parametrization, input_of, named_tensors, remember_param_order
 from compress.quantize import AxisFn, FakeQuant, QTensor, QuantConfig, _norm_axis, _round_fp16, default_axis
 
 __all__ = [
@@ -341,39 +341,18 @@ class SBSQuant(nn.Module):
                 f"groups={self.n_groups}, frozen_bits={int(self.frozen_bits)}")
 
 
-def _find_sbs(module: nn.Module, param_name: str) -> tuple[int, SBSQuant] | None:
-    if not parametrize.is_parametrized(module, param_name):
-        return None
-    for i, p in enumerate(module.parametrizations[param_name]):
-        if isinstance(p, SBSQuant):
-            return i, p
-    return None
-
-
-def _pre_value(full: str, module: nn.Module, param_name: str, idx: int) -> torch.Tensor:
-    """The tensor the SBSQuant at position ``idx`` sees (the parametrizations before it applied)."""
-    plist = module.parametrizations[param_name]
-    if idx != len(plist) - 1:
-        after = [type(p).__name__ for p in list(plist)[idx + 1:]]
-        raise ValueError(f"{full!r} has parametrizations {after} after SBSQuant; expected none")
-    x = plist.original
-    for p in list(plist)[:idx]:
-        x = p(x)
-    return x
-
-
 def sbs_tensors(model: nn.Module):
     """Yield ``(full_name, module, param_name, sbs, pre_value)`` for every SBS-quantized tensor (model order)."""
     for full, module, param_name, _ in named_tensors(model):
-        found = _find_sbs(module, param_name)
+        found = find_parametrization(module, param_name, SBSQuant)
         if found is not None:
-            yield full, module, param_name, found[1], _pre_value(full, module, param_name, found[0])
+            yield full, module, param_name, found[1], input_of(full, module, param_name, found[0])
 
 
 def not_sbs_filter(base: FilterFn | None = None) -> FilterFn:
     """A ``FilterFn`` selecting the tensors without an SBSQuant (and accepted by ``base``, if given)."""
     def keep(module_name: str, module: nn.Module, param_name: str, param: torch.Tensor) -> bool:
-        if _find_sbs(module, param_name) is not None:
+        if find_parametrization(module, param_name, SBSQuant) is not None:
             return False
         return base is None or base(module_name, module, param_name, param)
     return keep

@@ -108,9 +108,14 @@ class HiNeRV(nn.Module):
             # bilinear x s_n, then + encoding[h mod s_n, w mod s_n]: one fused pass with Triton
             x = upsample_add_encoding(x, stage.encoding.tiles(t), current, plan.blocks[n], stage.stride,
                                       impl_n)  # (B, h_n, w_n, C_in)
-            for block in stage.blocks:
+            have = plan.blocks[n]
+            for k, block in enumerate(stage.blocks):
+                if k:  # each 3x3 conv spends one pixel of halo: drop the ring no later block needs
+                    need = grow(plan.keep[n], len(stage.blocks) - k, self.sizes[n + 1])
+                    ys, xs = crop_to(have, need)
+                    x, have = x[:, ys, xs], need
                 x = block(x)
-            ys, xs = crop_to(plan.blocks[n], plan.keep[n])
+            ys, xs = crop_to(have, plan.keep[n])
             x = x[:, ys, xs]
             current = plan.keep[n]
         return torch.sigmoid(self.head(x))  # (B, y1-y0, x1-x0, out_channels)

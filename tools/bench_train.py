@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inr.config import HiNeRVConfig  # noqa: E402
 from inr.model import HiNeRV, count_parameters  # noqa: E402
+from inr.presets import build_config  # noqa: E402
 
 
 def hinerv_s(height: int, width: int, frames: int) -> HiNeRVConfig:
@@ -36,6 +37,8 @@ CONFIGS = {
     "hinerv-s-240": (lambda: hinerv_s(240, 240, 8), 8, 120),
     "hinerv-s-1080": (lambda: hinerv_s(1080, 1920, 600), 8, 120),
     "hinerv-s-1080-frame": (lambda: hinerv_s(1080, 1920, 600), 1, 0),
+    # what `hinerv encode --preset m` trains on carphone (176x144 4:2:0 -> 72x88x6 grid, 120 frames)
+    "carphone-m": (lambda: build_config(72, 88, 120, 6, "m"), 2, 0),
 }
 
 
@@ -47,7 +50,8 @@ def run_variant(name: str, config: HiNeRVConfig, batch: int, patch: int, steps: 
         model.set_kernels("triton")
     elif hasattr(model, "set_kernels"):
         model.set_kernels("torch")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=device != "cpu" or None)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=("fused" in name or device != "cpu") or None,
+                           foreach=True if "foreach" in name else None)
     region = (0, patch, 0, patch) if patch else None
     h, w = (patch, patch) if patch else (config.height, config.width)
     target = torch.rand(batch, h, w, config.out_channels, device=device)
@@ -82,7 +86,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--variants", default=None, help="comma-separated; first is the baseline "
-                    "(fp32, bf16, bf16-triton, bf16-compile)")
+                    "(fp32, fp32-foreach, fp32-fused, bf16, bf16-triton, bf16-compile; foreach / fused: Adam's multi-tensor / fused CPU path)")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:

@@ -153,6 +153,9 @@ def test_damaged_bitstream_exits_2_with_one_line(encoded, tmp_path, damage):
     (["encode", "{clip}", "o.bin", "--preset", "huge"], "unknown preset"),
     (["encode", "{clip}", "o.bin", "--epochs", "0"], "--epochs"),
     (["encode", "{clip}", "o.bin", "--bits", "1"], "bits"),
+    (["encode", "{clip}", "o.bin", "--target-size", "1000"], "--target-size needs --quant entropy"),
+    (["encode", "{clip}", "o.bin", "--quant", "entropy", "--target-size", "900", "--target-bpp", "0.1"],
+     "not both"),
     (["encode", "{bad}", "o.bin"], "truncated"),
 ])
 def test_bad_encode_input_exits_2(clip, tmp_path, args, message):
@@ -232,7 +235,10 @@ def test_entropy_decoder_reproduces_the_encoders_reconstruction(entropy_encoded)
     with torch.no_grad():
         decoded = build_model(config, tensors)(torch.arange(6))
     assert torch.equal(decoded, frames)
-    assert {t["model"] for t in describe_file(out)["tensors"]} <= {"laplace", "zero", "const"}
+    rows = describe_file(out)["tensors"]
+    assert {t["model"] for t in rows} <= {"laplace", "zero", "const"}
+    assert all(t["step"] > 0 for t in rows)  # hinerv info shows each tensor's step and entropy model
+    assert all(t["model_params"]["scale"] > 0 for t in rows if t["model"] == "laplace")
 
 
 def test_entropy_lambda_trades_rate_for_quality(clip, entropy_encoded, tmp_path):
