@@ -60,11 +60,13 @@ def main() -> None:
 @main.command()
 @click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False))
 @click.argument("output_path", metavar="OUT", type=click.Path(dir_okay=False))
-@click.option("--preset", default=DEFAULTS.preset, show_default=True, help="Model size: xxs, xs, s, m, l, xl.")
+@click.option("--preset", default=DEFAULTS.preset, show_default=True,
+              help="Model size: xxs, xs, s, m, l, xl; auto: s, or the size that suits --target-bpp/--target-size.")
 @click.option("--params", type=int, default=None, help="Parameter budget (overrides the preset).")
 @click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Training epochs (+20% prune, +10% QAT).")
 @click.option("--bits", type=int, default=DEFAULTS.bits, show_default=True, help="Bits per quantized weight.")
-@click.option("--prune", "prune_ratio", type=float, default=DEFAULTS.prune, show_default=True, help="Fraction of weights pruned (uniform; sbs and entropy prune by their rate term).")
+@click.option("--prune", "prune_ratio", type=float, default=DEFAULTS.prune, show_default=True,
+              help="Fraction of weights pruned (uniform; sbs and entropy prune by their rate term).")
 @click.option("--loss", default=DEFAULTS.loss, show_default=True, help="Training loss: yuvlog, l1ssim, mse.")
 @click.option("--frames", type=int, default=None, help="Encode only the first N frames.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
@@ -73,7 +75,8 @@ def main() -> None:
 @click.option("--patch-size", type=int, default=None,
               help="Training patch side in output-grid pixels (0: whole frames; default: whole frames up to "
                    "256x256, else 120).")
-@click.option("--quant", type=click.Choice(["uniform", "sbs", "entropy"]), default=DEFAULTS.quant, show_default=True,
+@click.option("--quant", type=click.Choice(["uniform", "sbs", "entropy"]), default=DEFAULTS.quant,
+              show_default=True,
               help="uniform: --bits everywhere; sbs: per-layer widths and pruning searched (SBS); entropy: learned "
                    "steps and entropy models with the rate in the loss.")
 @click.option("--lambda", "lam", type=float, default=None,
@@ -81,6 +84,8 @@ def main() -> None:
 @click.option("--target-bpp", type=float, default=None, help="sbs, entropy: steer the rate weight to this bpp.")
 @click.option("--target-size", type=int, default=None, help="entropy: steer the rate weight to this file size "
               "in bytes.")
+@click.option("--steps", type=click.Choice(["tensor", "channel"]), default=DEFAULTS.steps, show_default=True,
+              help="entropy: one learned quantization step per tensor or per channel.")
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True,
               help="Where to train (auto: CUDA when available). Under torchrun each rank takes its own GPU.")
 @click.option("--bf16", is_flag=True, help="Train with bf16 autocast (GPU; the loss stays fp32).")
@@ -90,14 +95,14 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
 def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, loss, frames, seed, lr, batch_size,
-           patch_size, quant, lam, target_bpp, target_size, device, bf16, resume, json_path, quiet) -> None:
+           patch_size, quant, lam, target_bpp, target_size, steps, device, bf16, resume, json_path, quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
     from .encoder import encode as run_encode
 
     options = EncodeOptions(preset=preset, params=params, epochs=epochs, bits=bits, prune=prune_ratio, loss=loss,
                             frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size,
-                            quant=quant, lam=lam, target_bpp=target_bpp, target_size=target_size, device=device,
-                            bf16=bf16)
+                            quant=quant, lam=lam, target_bpp=target_bpp, target_size=target_size, steps=steps,
+                            device=device, bf16=bf16)
     if not Path(input_path).is_file():
         raise FileNotFoundError(2, "no such file", input_path)
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))

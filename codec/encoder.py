@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from compress.hooks import HookContext, HookList
 from compress.prune import PruneConfig, prune_
 from compress.quantize import QuantConfig, export_quantized, quantize_
-from compress.entropy_quant import export_entropy, hard_tensor_bits
+from compress.entropy_quant import EntropyQuantConfig, export_entropy, hard_tensor_bits
 from compress.entropy_rate import EntropyHook, fit_to_size
 from compress.sbs import SBSConfig, SBSHook, export_sbs
 from inr.model import HiNeRV, count_parameters, macs_per_pixel
@@ -31,13 +32,16 @@ from .video import Video, read_video
 QUANTIZERS = ("uniform", "sbs", "entropy")
 DEFAULT_LAMBDA = {"uniform": 0.0, "sbs": 0.1, "entropy": 5.0}  # --lambda when not given, per quantizer
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
+# --preset auto with a target: the rung whose parameters the target gives ~this many bits each. tools/bench_rd.py
+# (carphone, preset m): lambda 50 / 20 / 8 / 3 -> 1.6 / 2.9 / 4.3 / 5.4 bits per parameter; the middle trades best.
+TARGET_BITS_PER_PARAM = 3.5
 
 
 @dataclass(frozen=True)
 class EncodeOptions:
     """What a user can set on ``hinerv encode`` (explicit flags override the preset)."""
 
-    preset: str = "s"  # model size rung, see inr.presets.PRESETS
+    preset: str = "auto"  # model size rung (inr.presets.PRESETS); 'auto': s, or from --target-* when given
     params: int | None = None  # explicit parameter budget (overrides the preset's)
     epochs: int = 300  # training epochs; prune fine-tune and QAT add 20% and 10%
     prune_epochs: int | None = None  # default round(0.2 * epochs)
@@ -55,11 +59,14 @@ class EncodeOptions:
     lam: float | None = None  # rate weight; sbs: of log(bits) (default 0.1); entropy: of bpp (default 5)
     target_bpp: float | None = None  # sbs/entropy: steer lambda so the file lands at this rate
     target_size: int | None = None  # the same target in bytes (entropy only; exclusive with target_bpp)
+    steps: str = "tensor"  # entropy: one learned step per 'tensor' or per 'channel'. Carphone, 30 frames, preset s,
+    #                        lambda 5 / 20: per channel +16% / +21% bytes at -0.01 / -0.04 dB (scales side info)
     device: str = "auto"  # where training runs: 'auto' (CUDA when available), 'cpu' or 'cuda'
     bf16: bool = False  # run the forward pass under bf16 autocast (the loss stays fp32)
 
     def __post_init__(self) -> None:
-        PRESETS.get(self.preset)
+        if self.preset != "auto":
+            PRESETS.get(self.preset)
         if self.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
         if not 0 <= self.prune < 1:
@@ -85,6 +92,8 @@ class EncodeOptions:
             raise ValueError("--target-bpp needs --quant sbs or --quant entropy")
         if self.target_size is not None and self.quant != "entropy":
             raise ValueError("--target-size needs --quant entropy")
+        if self.steps not in ("tensor", "channel"):
+            raise ValueError(f"--steps must be tensor or channel, got {self.steps!r}")
         if self.device not in distributed.DEVICES:
             raise ValueError(f"--device must be one of {', '.join(distributed.DEVICES)}, got {self.device!r}")
         TrainConfig(batch_size=self.batch_size, patch_size=self.patch_size or 0, loss=self.loss, seed=self.seed)
@@ -128,7 +137,8 @@ class EncodeOptions:
                             axis_fn=quant_axis)]
         if self.quant == "entropy":
             return [EntropyHook(pixels, lam=self.rate_weight, attach_stage="prune", ste_stage="qat",
-                                target_bits=self.target_bits(pixels), side_bits=side_bits)]
+                                target_bits=self.target_bits(pixels), side_bits=side_bits, axis_fn=quant_axis,
+                                config=EntropyQuantConfig(per_channel=self.steps == "channel"))]
         return []
 
 
@@ -167,6 +177,18 @@ def quant_axis(name: str, param: torch.Tensor) -> int | None:
     if ".encoding.grids." in name or param.ndim < 2:
         return None
     return 0
+
+
+def resolve_preset(options: EncodeOptions, grid: tuple[int, int, int, int], pixels: int) -> str:
+    """The preset to build: the one given; for 'auto' with a target, the rung at which the target gives about
+    ``TARGET_BITS_PER_PARAM`` bits per parameter; else 's'."""
+    if options.preset != "auto":
+        return options.preset
+    target = options.target_bits(pixels)
+    if target is None or options.params is not None:
+        return "s"
+    return min(PRESETS.names(), key=lambda p: abs(math.log(
+        target / build_config(*grid, p).parameter_count() / TARGET_BITS_PER_PARAM)))
 
 
 def apply_stage_transform(model: HiNeRV, stage: str, options: EncodeOptions, hooks: HookList) -> HiNeRV:
@@ -222,7 +244,8 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     pixels = video.format.width * video.format.height * video.num_frames
     layout = PlaneLayout.for_format(video.format)
     grid = layout.planes_to_grid(video.planes)
-    config = build_config(*layout.grid_size, video.num_frames, layout.channels, options.preset, options.params)
+    preset = resolve_preset(options, (*layout.grid_size, video.num_frames, layout.channels), pixels)
+    config = build_config(*layout.grid_size, video.num_frames, layout.channels, preset, options.params)
 
     def bitstream(model: HiNeRV) -> bytes:
         return write_bitstream(video.format, video.num_frames, config, export(model, options))
@@ -240,7 +263,7 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     model = HiNeRV(config).to(device)  # initialised on the CPU: the same weights on every device and rank
     params = count_parameters(model)
     log(f"{video.format.width}x{video.format.height} {video.format.chroma} {video.format.bit_depth}-bit, "
-        f"{video.num_frames} frames -> HiNeRV {options.preset if options.params is None else 'custom'}: "
+        f"{video.num_frames} frames -> HiNeRV {preset if options.params is None else 'custom'}: "
         f"{params:,} parameters, strides {config.strides}, widths {config.channels}")
     patch = options.resolved_patch_size(layout.grid_size)
     train_cfg = TrainConfig(options.batch_size, patch, loss=options.loss, seed=options.seed)

@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from compress.prune import FilterFn, find_parametrization, input_of, named_tensors, remember_param_order
-from compress.quantize import FakeQuant, QTensor, _round_fp16
+from compress.quantize import AxisFn, FakeQuant, QTensor, _norm_axis, _round_fp16, default_axis
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -78,6 +78,7 @@ class EntropyQuantConfig:
 
     init_bits: int = 8  # the initial step is max|w| / (2**(init_bits-1) - 1), as a uniform quantizer of that width
     distribution: str = "laplace"  # 'laplace' or 'gaussian'
+    per_channel: bool = False  # one learned step per channel (along axis_fn's axis) instead of per tensor
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -142,22 +143,39 @@ class EntropyQuant(nn.Module):
         config: initial width and distribution.
     """
 
-    def __init__(self, x: torch.Tensor, config: EntropyQuantConfig) -> None:
+    def __init__(self, x: torch.Tensor, config: EntropyQuantConfig, axis: int | None = None) -> None:
         super().__init__()
         x = x.detach().float()
         if not bool(torch.isfinite(x).all()):
             raise ValueError("EntropyQuant: expected finite values, got NaN or inf")
+        qmax = 2 ** (config.init_bits - 1) - 1
         amax = float(x.abs().max()) if x.numel() else 0.0
-        step = amax / (2 ** (config.init_bits - 1) - 1) if amax > 0 else 1e-3
+        step = amax / qmax if amax > 0 else 1e-3
         spread = float((x - x.median()).abs().mean()) / step if x.numel() else 1.0
         self.kind = config.distribution
         self.mode = "noise"
+        self.axis = axis
         # (log Δ, loc, log scale) / PARAM_SPEED: one learned 3-vector (see PARAM_SPEED)
         self.raw = nn.Parameter(torch.tensor([math.log(step), 0.0, math.log(max(spread, 0.1))]) / PARAM_SPEED)
+        if axis is not None:  # per-channel log-step offsets, from each channel's range like a uniform quantizer's
+            dims = tuple(d for d in range(x.ndim) if d != axis)
+            ch = x.abs().amax(dim=dims) if dims else x.abs()
+            offset = torch.log(torch.where(ch > 0, ch / qmax, torch.full_like(ch, step)) / step)
+            self.raw_channel = nn.Parameter(offset / PARAM_SPEED)
 
     @property
     def log_step(self) -> torch.Tensor:
-        return self.raw[0] * PARAM_SPEED
+        """log Δ: a 0-D tensor, or one per channel (along ``axis``)."""
+        base = self.raw[0] * PARAM_SPEED
+        return base if self.axis is None else base + self.raw_channel * PARAM_SPEED
+
+    def _along(self, v: torch.Tensor, ndim: int) -> torch.Tensor:
+        """Per-channel ``v`` shaped to broadcast against the tensor; a 0-D ``v`` as it is."""
+        if self.axis is None:
+            return v
+        shape = [1] * ndim
+        shape[self.axis] = -1
+        return v.reshape(shape)
 
     @property
     def loc(self) -> torch.Tensor:
@@ -183,30 +201,31 @@ class EntropyQuant(nn.Module):
     @torch.no_grad()
     def symbols(self, x: torch.Tensor) -> torch.Tensor:
         """The integer symbols (as float32) the bitstream stores for ``x``."""
-        return torch.round(x.float() / self.step16()).clamp_(-SYMBOL_MAX, SYMBOL_MAX)
+        return torch.round(x.float() / self._along(self.step16(), x.ndim)).clamp_(-SYMBOL_MAX, SYMBOL_MAX)
 
     # -- forward and rate
 
     def _latent(self, x: torch.Tensor, hard: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(y, step): y the symbols-to-be (noisy, STE-rounded or exact), value = y * step."""
         if hard or self.mode == "ste":
-            step = self.step16()
+            step = self._along(self.step16(), x.ndim)
             y = x.float() / step
             q = torch.round(y).clamp(-SYMBOL_MAX, SYMBOL_MAX)
             return y + (q - y).detach(), step
-        step = self.log_step.exp()
+        step = self._along(self.log_step.exp(), x.ndim)
         return x.float() / step + (torch.rand_like(x, dtype=torch.float32) - 0.5), step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:  # exactly the decoder's q * step in float32
-            step = self.step16()
+            step = self._along(self.step16(), x.ndim)
             return (self.symbols(x) * step.detach() + (x - x.detach())).to(x.dtype)
         y, step = self._latent(x, hard=False)
         return (y * step).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return (f"kind={self.kind}, mode={self.mode}, step={float(self.log_step.detach().exp()):.3g}, "
-                f"loc={float(self.loc.detach()):.3g}, scale={float(self.log_scale.detach().exp()):.3g}")
+        return (f"kind={self.kind}, mode={self.mode}, axis={self.axis}, "
+                f"step={float(self.raw[0].detach().mul(PARAM_SPEED).exp()):.3g}, loc={float(self.loc.detach()):.3g}, "
+                f"scale={float(self.log_scale.detach().exp()):.3g}")
 
 
 def entropy_tensors(model: nn.Module) -> Iterator[tuple[str, EntropyQuant, torch.Tensor]]:
@@ -218,7 +237,7 @@ def entropy_tensors(model: nn.Module) -> Iterator[tuple[str, EntropyQuant, torch
 
 
 def entropy_quant_(model: nn.Module, config: EntropyQuantConfig | None = None,
-                   filter_fn: FilterFn | None = None) -> list[str]:
+                   filter_fn: FilterFn | None = None, axis_fn: AxisFn | None = None) -> list[str]:
     """Register ``EntropyQuant`` on the selected parameters (default: all) of ``model``, in place.
 
     Stacks on a prune ``Mask``. The quantizers' own parameters (step, loc, scale) become parameters of the model,
@@ -239,8 +258,11 @@ def entropy_quant_(model: nn.Module, config: EntropyQuantConfig | None = None,
                 raise ValueError(f"entropy_quant_: {full!r} is already quantized")
         plan.append((full, module, param_name))
     for full, module, param_name in plan:
+        value = getattr(module, param_name)
+        axis = (axis_fn or default_axis)(full, value) if config.per_channel else None
         try:
-            q = EntropyQuant(getattr(module, param_name), config)
+            axis = _norm_axis(axis, value.ndim)
+            q = EntropyQuant(value, config, axis)
         except ValueError as e:
             raise ValueError(f"entropy_quant_: {full!r}: {e}") from None
         remember_param_order(module)
@@ -257,34 +279,52 @@ def set_mode_(model: nn.Module, mode: str) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _segments(counts: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    """The tensor index of every element of the concatenated tensors (cached: the shapes never change)."""
-    return torch.repeat_interleave(torch.arange(len(counts), device=device), torch.tensor(counts, device=device))
+def _layout(shapes: tuple[tuple[tuple[int, ...], int | None], ...], device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For the concatenated tensors (shape, step axis): each element's tensor, each element's step row, and
+    each step row's tensor (cached: the shapes never change)."""
+    seg, rows, row_tensor, offset = [], [], [], 0
+    for i, (shape, axis) in enumerate(shapes):
+        n = math.prod(shape)
+        seg.append(torch.full((n,), i, dtype=torch.long))
+        if axis is None:
+            rows.append(torch.full((n,), offset, dtype=torch.long))
+            count = 1
+        else:
+            count, inner = shape[axis], math.prod(shape[axis + 1:])
+            rows.append(torch.arange(n).div(inner, rounding_mode="floor") % count + offset)
+        row_tensor.append(torch.full((count,), i, dtype=torch.long))
+        offset += count
+    return tuple(torch.cat(v).to(device) for v in (seg, rows, row_tensor))  # type: ignore[return-value]
 
 
 def tensor_rate_bits(model: nn.Module, hard: bool | None = None) -> torch.Tensor:
     """Bits of each entropy-quantized tensor's symbols under its learned model, shape (tensors,), differentiable.
 
     ``hard`` None follows each quantizer's mode (the noise proxy with a fresh draw, or the STE symbols); True
-    uses the exact symbols the bitstream will hold and the fp16 model parameters it stores. Computed for all
-    tensors at once (a handful of ops, whatever the number of tensors: small models are op-overhead bound).
+    uses the exact symbols the bitstream will hold and the fp16 steps and model parameters it stores. Computed
+    for all tensors at once (a handful of ops, whatever the number of tensors: small models are op-overhead
+    bound).
     """
     found = [(q, x) for _, q, x in entropy_tensors(model)]
     if not found:
         return torch.zeros(0)
     qs = [q for q, _ in found]
     device = found[0][1].device
-    seg = _segments(tuple(x.numel() for _, x in found), device)
+    seg, rows, row_tensor = _layout(tuple((tuple(x.shape), q.axis) for q, x in found), device)
     x = torch.cat([x.reshape(-1).float() for _, x in found])
-    log_step, loc, log_scale = (torch.stack([q.raw for q in qs]) * PARAM_SPEED).unbind(1)
+    _, loc, log_scale = (torch.stack([q.raw for q in qs]) * PARAM_SPEED).unbind(1)
+    log_steps = torch.cat([q.log_step.reshape(-1) for q in qs])  # one per tensor or per channel
     hard_flags = [hard if hard is not None else q.mode == "ste" for q in qs]
     is_hard = torch.tensor(hard_flags, device=device)
     scale = log_scale.exp().clamp_min(SCALE_MIN)
     loc_hard = loc + (_round_fp16(loc.detach().abs().clamp_max(_FP16_MAX)) * loc.detach().sign() - loc).detach()
-    per_tensor = torch.stack([torch.where(is_hard, _fp16_ste(log_step.exp()), log_step.exp()),
-                              torch.where(is_hard, loc_hard, loc),
+    per_tensor = torch.stack([torch.where(is_hard, loc_hard, loc),
                               torch.where(is_hard, _fp16_ste(scale), scale)], 1)
-    step, mu, sc = per_tensor.index_select(0, seg).unbind(1)  # one gather for the three per-element values
+    mu, sc = per_tensor.index_select(0, seg).unbind(1)  # one gather for the per-element model parameters
+    steps = log_steps.exp()
+    steps = torch.where(is_hard.index_select(0, row_tensor), _fp16_ste(steps), steps)
+    step = steps.index_select(0, rows)
     y = x / step
     q = torch.round(y).clamp(-SYMBOL_MAX, SYMBOL_MAX)
     rounded = y + (q - y).detach()
@@ -343,8 +383,8 @@ def export_entropy(model: nn.Module) -> list[QTensor]:
             raise ValueError(f"export_entropy: {full!r}: expected finite values, got NaN or inf")
         sym = q.symbols(x).to(torch.int32).cpu().numpy()
         loc, scale = (float(v) for v in q.model16())
-        step = np.asarray([float(q.step16())], dtype=np.float16)
-        out.append(QTensor(name=full, shape=tuple(x.shape), symbols=sym, scales=step, axis=None,
+        step = q.step16().reshape(-1).cpu().to(torch.float16).numpy()
+        out.append(QTensor(name=full, shape=tuple(x.shape), symbols=sym, scales=step, axis=q.axis,
                            bits=_nominal_bits(int(np.abs(sym).max()) if sym.size else 0),
                            entropy=(q.kind, loc, scale)))
     return out

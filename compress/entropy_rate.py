@@ -18,6 +18,7 @@ from compress.entropy_quant import EntropyQuantConfig, entropy_quant_, entropy_t
     rescale_steps_, set_mode_
 from compress.hooks import PLUGINS, HookContext, TrainingHook
 from compress.prune import FilterFn
+from compress.quantize import AxisFn
 
 __all__ = ["EntropyHook", "fit_to_size", "steer"]
 
@@ -43,13 +44,14 @@ class EntropyHook(TrainingHook):
         side_bits: ``side_bits(model) -> float``: the file's bits other than the symbols' payloads (containers,
             headers, steps, model parameters), for the controller; called every ``SIDE_EVERY`` steps. Default 0.
         gain, lam_bounds: the controller's gain per step and λ's range.
-        config, filter_fn: passed to ``entropy_quant_``.
+        config, filter_fn, axis_fn: passed to ``entropy_quant_``.
     """
 
     def __init__(self, pixels: int, lam: float = 5.0, attach_stage: str = "train", ste_stage: str = "qat",
                  target_bits: float | None = None, side_bits: Callable[[nn.Module], float] | None = None,
                  gain: float = 0.02, lam_bounds: tuple[float, float] = (1e-3, 1e4),
-                 config: EntropyQuantConfig | None = None, filter_fn: FilterFn | None = None) -> None:
+                 config: EntropyQuantConfig | None = None, filter_fn: FilterFn | None = None,
+                 axis_fn: AxisFn | None = None) -> None:
         if not (isinstance(pixels, int) and pixels > 0):
             raise ValueError(f"EntropyHook: pixels: expected an int > 0, got {pixels!r}")
         if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
@@ -60,14 +62,14 @@ class EntropyHook(TrainingHook):
         self.attach_stage, self.ste_stage = attach_stage, ste_stage
         self.target_bits, self.side_bits_fn = target_bits, side_bits
         self.gain, self.lam_bounds = float(gain), (float(lam_bounds[0]), float(lam_bounds[1]))
-        self.config, self.filter_fn = config or EntropyQuantConfig(), filter_fn
+        self.config, self.filter_fn, self.axis_fn = config or EntropyQuantConfig(), filter_fn, axis_fn
         self.side_bits = 0.0  # last measured side information
         self.last_file_bits: float | None = None
         self.steps = 0
 
     def transform_model(self, stage: str, model: nn.Module) -> nn.Module:
         if stage == self.attach_stage and next(iter(entropy_tensors(model)), None) is None:
-            entropy_quant_(model, self.config, self.filter_fn)
+            entropy_quant_(model, self.config, self.filter_fn, self.axis_fn)
         if stage == self.ste_stage:
             set_mode_(model, "ste")
         return model

@@ -86,7 +86,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--variants", default=None, help="comma-separated; first is the baseline "
-                    "(fp32, fp32-foreach, fp32-fused, bf16, bf16-triton, bf16-compile; foreach / fused: Adam's multi-tensor / fused CPU path)")
+                    "(fp32, fp32-foreach, fp32-fused, bf16, bf16-triton, bf16-compile; foreach / fused: Adam's "
+                    "multi-tensor / fused CPU path)")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:

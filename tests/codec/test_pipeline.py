@@ -264,3 +264,17 @@ def test_entropy_resume_gives_identical_bytes(clip, entropy_encoded, tmp_path):
         encode(clip, out, ENTROPY, hooks=HookList([Interrupt("qat", 8)]), **quiet)
     encode(clip, out, ENTROPY, resume=True, **quiet)
     assert out.read_bytes() == reference.read_bytes()
+
+
+def test_auto_preset_follows_the_target():
+    from codec.encoder import resolve_preset
+    from inr.presets import build_config
+
+    grid, pixels = (72, 88, 120, 6), 176 * 144 * 120
+    assert resolve_preset(EncodeOptions(), grid, pixels) == "s"
+    assert resolve_preset(EncodeOptions(preset="xs", quant="entropy", target_size=10**6), grid, pixels) == "xs"
+    small = resolve_preset(EncodeOptions(quant="entropy", target_size=4_000), grid, pixels)
+    large = resolve_preset(EncodeOptions(quant="entropy", target_size=40_000), grid, pixels)
+    ratio = lambda p, size: 8 * size / build_config(*grid, p).parameter_count()  # noqa: E731
+    assert build_config(*grid, small).parameter_count() < build_config(*grid, large).parameter_count()
+    assert 2 < ratio(small, 4_000) < 6 and 2 < ratio(large, 40_000) < 6

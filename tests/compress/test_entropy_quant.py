@@ -68,9 +68,10 @@ def test_rate_term_shrinks_the_symbols():
     assert sum(hard_tensor_bits(net)) < 0.75 * before
 
 
-def test_export_is_the_eval_forward_bit_for_bit_and_codes_at_the_estimated_rate():
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_export_is_the_eval_forward_bit_for_bit_and_codes_at_the_estimated_rate(per_channel):
     net = _net()
-    entropy_quant_(net, EntropyQuantConfig(init_bits=5))
+    entropy_quant_(net, EntropyQuantConfig(init_bits=5, per_channel=per_channel))
     net.eval()
     x = torch.randn(3, 3, 6, 6)
     ref = net(x)
@@ -85,6 +86,18 @@ def test_export_is_the_eval_forward_bit_for_bit_and_codes_at_the_estimated_rate(
     sizes = [round(b / 8 + RANGE_CODER_OVERHEAD_BYTES) for b in hard_tensor_bits(net)]
     laid_out = encode_tensors(records, sizes)
     assert len(laid_out) == pytest.approx(len(coded), rel=0.03)
+    assert [q.axis for q in qts] == ([0, None, 0, None, 0, None] if per_channel else [None] * 6)
+    assert [q.scales.size for q in qts][0] == (8 if per_channel else 1)
+
+
+def test_per_channel_steps_learn_and_differ():
+    net = _net()
+    entropy_quant_(net, EntropyQuantConfig(per_channel=True))
+    net.train()
+    (net(torch.randn(2, 3, 6, 6)).square().mean() + 1e-3 * rate_bits(net)).backward()
+    q = next(iter(entropy_tensors(net)))[1]
+    assert q.raw_channel.grad is not None and bool((q.raw_channel.grad != 0).all())
+    assert q.log_step.shape == (8,) and len(set(q.step16().tolist())) > 1
 
 
 def test_refuses_double_quantization_and_bad_modes():
