@@ -81,9 +81,10 @@ def main() -> None:
                    "steps and entropy models with the rate in the loss.")
 @click.option("--lambda", "lam", type=float, default=None,
               help="Rate weight. sbs: of log(bits) (default 0.1); entropy: of bpp (default 5; larger = smaller).")
-@click.option("--target-bpp", type=float, default=None, help="sbs, entropy: steer the rate weight to this bpp.")
-@click.option("--target-size", type=int, default=None, help="entropy: steer the rate weight to this file size "
-              "in bytes.")
+@click.option("--target-bpp", type=float, default=None,
+              help="Target rate: entropy meets it within 2%; sbs steers its search to it; uniform picks the model "
+                   "size for it (with --preset auto).")
+@click.option("--target-size", type=int, default=None, help="The target as a file size in bytes.")
 @click.option("--steps", type=click.Choice(["tensor", "channel"]), default=DEFAULTS.steps, show_default=True,
               help="entropy: one learned quantization step per tensor or per channel.")
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True,

@@ -17,7 +17,7 @@ from compress.entropy_quant import EntropyQuantConfig, export_entropy, hard_tens
 from compress.entropy_rate import EntropyHook, fit_to_size
 from compress.sbs import SBSConfig, SBSHook, export_sbs
 from inr.model import HiNeRV, count_parameters, macs_per_pixel
-from inr.presets import PRESETS, build_config
+from inr.presets import MIN_PARAMS, PRESETS, build_config
 
 from . import distributed
 from .bitstream_io import estimated_file_bytes, write_bitstream
@@ -32,9 +32,11 @@ from .video import Video, read_video
 QUANTIZERS = ("uniform", "sbs", "entropy")
 DEFAULT_LAMBDA = {"uniform": 0.0, "sbs": 0.1, "entropy": 5.0}  # --lambda when not given, per quantizer
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
-# --preset auto with a target: the rung whose parameters the target gives ~this many bits each. tools/bench_rd.py
+# --preset auto with a target: a parameter budget the target gives ~this many bits each. tools/bench_rd.py
 # (carphone, preset m): lambda 50 / 20 / 8 / 3 -> 1.6 / 2.9 / 4.3 / 5.4 bits per parameter; the middle trades best.
 TARGET_BITS_PER_PARAM = 3.5
+UNIFORM_CODED_FRACTION = 0.96  # --quant uniform writes ~0.96 x --bits bits per parameter (bench_rd: 8/6/4 bits ->
+#                                7.72 / 5.79 / 3.81 with all side information): a target then picks the model size
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,8 @@ class EncodeOptions:
     quant: str = "uniform"  # 'uniform' (--bits everywhere), 'sbs' (per-layer widths searched), 'entropy' (learned
     #                         steps and entropy models, the rate in the loss)
     lam: float | None = None  # rate weight; sbs: of log(bits) (default 0.1); entropy: of bpp (default 5)
-    target_bpp: float | None = None  # sbs/entropy: steer lambda so the file lands at this rate
-    target_size: int | None = None  # the same target in bytes (entropy only; exclusive with target_bpp)
+    target_bpp: float | None = None  # sbs/entropy: steer lambda to this rate; uniform: pick the model size for it
+    target_size: int | None = None  # the same target in bytes (exclusive with target_bpp)
     steps: str = "tensor"  # entropy: one learned step per 'tensor' or per 'channel'. Carphone, 30 frames, preset s,
     #                        lambda 5 / 20: per channel +16% / +21% bytes at -0.01 / -0.04 dB (scales side info)
     device: str = "auto"  # where training runs: 'auto' (CUDA when available), 'cpu' or 'cuda'
@@ -88,10 +90,6 @@ class EncodeOptions:
             raise ValueError(f"--target-size must be > 0 bytes, got {self.target_size}")
         if self.target_bpp is not None and self.target_size is not None:
             raise ValueError("give --target-bpp or --target-size, not both")
-        if self.target_bpp is not None and self.quant not in ("sbs", "entropy"):
-            raise ValueError("--target-bpp needs --quant sbs or --quant entropy")
-        if self.target_size is not None and self.quant != "entropy":
-            raise ValueError("--target-size needs --quant entropy")
         if self.steps not in ("tensor", "channel"):
             raise ValueError(f"--steps must be tensor or channel, got {self.steps!r}")
         if self.device not in distributed.DEVICES:
@@ -179,16 +177,15 @@ def quant_axis(name: str, param: torch.Tensor) -> int | None:
     return 0
 
 
-def resolve_preset(options: EncodeOptions, grid: tuple[int, int, int, int], pixels: int) -> str:
-    """The preset to build: the one given; for 'auto' with a target, the rung at which the target gives about
-    ``TARGET_BITS_PER_PARAM`` bits per parameter; else 's'."""
-    if options.preset != "auto":
-        return options.preset
+def resolve_model_size(options: EncodeOptions, pixels: int) -> tuple[str, int | None]:
+    """(preset, parameter budget or None) to build: as given; for ``--preset auto`` with a target, the budget at
+    which the target gives ``TARGET_BITS_PER_PARAM`` bits per parameter (uniform: what ``--bits`` codes to);
+    else preset 's'."""
     target = options.target_bits(pixels)
-    if target is None or options.params is not None:
-        return "s"
-    return min(PRESETS.names(), key=lambda p: abs(math.log(
-        target / build_config(*grid, p).parameter_count() / TARGET_BITS_PER_PARAM)))
+    if options.preset != "auto" or options.params is not None or target is None:
+        return ("s" if options.preset == "auto" else options.preset), options.params
+    per_param = UNIFORM_CODED_FRACTION * options.bits if options.quant == "uniform" else TARGET_BITS_PER_PARAM
+    return "auto", max(MIN_PARAMS, int(target / per_param))
 
 
 def apply_stage_transform(model: HiNeRV, stage: str, options: EncodeOptions, hooks: HookList) -> HiNeRV:
@@ -244,8 +241,9 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     pixels = video.format.width * video.format.height * video.num_frames
     layout = PlaneLayout.for_format(video.format)
     grid = layout.planes_to_grid(video.planes)
-    preset = resolve_preset(options, (*layout.grid_size, video.num_frames, layout.channels), pixels)
-    config = build_config(*layout.grid_size, video.num_frames, layout.channels, preset, options.params)
+    preset, budget = resolve_model_size(options, pixels)
+    config = build_config(*layout.grid_size, video.num_frames, layout.channels, preset if budget is None else "s",
+                          budget)
 
     def bitstream(model: HiNeRV) -> bytes:
         return write_bitstream(video.format, video.num_frames, config, export(model, options))
@@ -282,6 +280,9 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         if not 0.5 <= factor <= 2:
             log(f"note: training missed the target by far; a {'smaller' if factor > 1 else 'larger'} --preset "
                 f"would meet it with better quality")
+    elif options.quant == "uniform" and (target := options.target_bits(pixels)) is not None:
+        log(f"target {target / 8:,.0f} bytes: uniform quantization only picks the model size for it (with --preset auto); "
+            f"--quant entropy meets it within 2%")
     estimate = file_bytes_estimate(model) if options.quant == "entropy" else None
     data_bytes = bitstream(model)  # quantize, code
     atomic_write_bytes(output_path, data_bytes)  # write

@@ -153,7 +153,7 @@ def test_damaged_bitstream_exits_2_with_one_line(encoded, tmp_path, damage):
     (["encode", "{clip}", "o.bin", "--preset", "huge"], "unknown preset"),
     (["encode", "{clip}", "o.bin", "--epochs", "0"], "--epochs"),
     (["encode", "{clip}", "o.bin", "--bits", "1"], "bits"),
-    (["encode", "{clip}", "o.bin", "--target-size", "1000"], "--target-size needs --quant entropy"),
+    (["encode", "{clip}", "o.bin", "--target-size", "0"], "--target-size must be > 0"),
     (["encode", "{clip}", "o.bin", "--quant", "entropy", "--target-size", "900", "--target-bpp", "0.1"],
      "not both"),
     (["encode", "{bad}", "o.bin"], "truncated"),
@@ -266,15 +266,15 @@ def test_entropy_resume_gives_identical_bytes(clip, entropy_encoded, tmp_path):
     assert out.read_bytes() == reference.read_bytes()
 
 
-def test_auto_preset_follows_the_target():
-    from codec.encoder import resolve_preset
-    from inr.presets import build_config
+def test_auto_model_size_follows_the_target():
+    from codec.encoder import TARGET_BITS_PER_PARAM, resolve_model_size
 
-    grid, pixels = (72, 88, 120, 6), 176 * 144 * 120
-    assert resolve_preset(EncodeOptions(), grid, pixels) == "s"
-    assert resolve_preset(EncodeOptions(preset="xs", quant="entropy", target_size=10**6), grid, pixels) == "xs"
-    small = resolve_preset(EncodeOptions(quant="entropy", target_size=4_000), grid, pixels)
-    large = resolve_preset(EncodeOptions(quant="entropy", target_size=40_000), grid, pixels)
-    ratio = lambda p, size: 8 * size / build_config(*grid, p).parameter_count()  # noqa: E731
-    assert build_config(*grid, small).parameter_count() < build_config(*grid, large).parameter_count()
-    assert 2 < ratio(small, 4_000) < 6 and 2 < ratio(large, 40_000) < 6
+    pixels = 176 * 144 * 120
+    assert resolve_model_size(EncodeOptions(), pixels) == ("s", None)
+    assert resolve_model_size(EncodeOptions(preset="xs", quant="entropy", target_size=10**6), pixels) == ("xs", None)
+    _, small = resolve_model_size(EncodeOptions(quant="entropy", target_size=4_000), pixels)
+    _, large = resolve_model_size(EncodeOptions(quant="entropy", target_bpp=40_000 * 8 / pixels), pixels)
+    assert 8 * 4_000 / small == pytest.approx(TARGET_BITS_PER_PARAM, rel=0.01)
+    assert large == pytest.approx(10 * small, rel=0.01)
+    _, uniform = resolve_model_size(EncodeOptions(bits=8, target_size=40_000), pixels)  # ~7.7 bits per parameter
+    assert 7 < 8 * 40_000 / uniform < 8
