@@ -22,7 +22,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	mkdir -p demo
 	$(PY) tools/make_clip.py --frames $(DEMO_FRAMES) demo/carphone.y4m
-	$(VENV)/bin/hinerv encode demo/carphone.y4m demo/carphone.bin --preset m --epochs $(DEMO_EPOCHS) --json demo/report.json
+	$(VENV)/bin/hinerv encode demo/carphone.y4m demo/carphone.bin --preset m --epochs $(DEMO_EPOCHS) --quant entropy \
+		--json demo/report.json
 	$(VENV)/bin/hinerv decode demo/carphone.bin demo/carphone_decoded.y4m
 	$(VENV)/bin/hinerv info demo/carphone.bin
 
