@@ -1,4 +1,5 @@
-"""Generic, reusable compression for any ``nn.Module``: pruning, quantization (QAT, export) and training hooks.
+"""Generic, reusable compression for any ``nn.Module``: pruning, quantization (QAT, export), SBS, entropy-aware
+quantization with rate control, and training hooks.
 
 See ``compress.prune``, ``compress.quantize`` and ``compress.hooks`` for the details and examples.
 """
@@ -58,3 +59,4 @@ __all__ = [
     "sparsity",
 ]
 from compress import sbs as _sbs  # noqa: E402,F401  (registers the 'sbs' plugin)
+from compress import entropy_rate as _entropy_rate  # noqa: E402,F401  (registers the 'entropy' plugin)

@@ -1,9 +1,10 @@
 """Entropy-aware quantization: learned step sizes, parametric entropy models, and the rate in the loss.
 
 Works on any ``nn.Module`` (NVRC-style rate-distortion training, DESIGN §9 / issue 7). Every selected tensor gets an
-``EntropyQuant`` parametrization holding three learned numbers (per tensor):
+``EntropyQuant`` parametrization holding its learned numbers:
 
-* ``log_step``: the quantization step Δ = exp(log_step); the symbols are ``q = round(w / Δ)``;
+* ``log_step``: the quantization step Δ = exp(log_step), one per tensor (or per channel, ``per_channel``); the
+  symbols are ``q = round(w / Δ)``;
 * ``loc``, ``log_scale``: a quantized Laplace (or Gaussian) over the symbols, P(q) = F(q + ½) − F(q − ½) with
   F the CDF of loc/scale in *symbol units* -- exactly the model the range coder uses when the tensor is written.
 
@@ -17,7 +18,7 @@ The rate of a tensor is Σ −log₂ P(q) bits; :func:`rate_bits` sums it over t
 ``L = D + λ·R/pixels`` uses (:class:`EntropyHook`). :func:`export_entropy` writes the symbols, the fp16 step and
 the fp16 (loc, scale) of the learned model, which the bitstream codes with that very model (no refit), so the rate
 estimated in training matches the written payload (the side information is counted exactly by
-:func:`bitstream.tensors.encode_tensors` and :func:`estimate_file_bytes`).
+:func:`bitstream.tensors.encode_tensors` and ``codec.bitstream_io.estimated_file_bytes``).
 
 Example::
 
