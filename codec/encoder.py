@@ -248,12 +248,14 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     def bitstream(model: HiNeRV) -> bytes:
         return write_bitstream(video.format, video.num_frames, config, export(model, options))
 
-    def file_bytes_estimate(model: HiNeRV) -> int:  # entropy: the size rate-aware training estimates
-        return estimated_file_bytes(video.format, video.num_frames, config, export(model, options),
-                                    hard_tensor_bits(model))
+    def file_bytes_estimate(model: HiNeRV, payload_bits: list[float] | None = None) -> int:
+        """entropy: the file size rate-aware training estimates for the current weights."""
+        bits = hard_tensor_bits(model) if payload_bits is None else payload_bits
+        return estimated_file_bytes(video.format, video.num_frames, config, export(model, options), bits)
 
     def side_bits(model: HiNeRV) -> float:
-        return 8.0 * file_bytes_estimate(model) - sum(hard_tensor_bits(model))
+        bits = hard_tensor_bits(model)
+        return 8.0 * file_bytes_estimate(model, bits) - sum(bits)
 
     option_hooks = HookList(options.quantizer_hooks(pixels, side_bits))  # plugins the options imply: checkpointed
     hooks = HookList(list(option_hooks) + list(hooks or []))

@@ -64,6 +64,7 @@ class EntropyHook(TrainingHook):
         self.gain, self.lam_bounds = float(gain), (float(lam_bounds[0]), float(lam_bounds[1]))
         self.config, self.filter_fn, self.axis_fn = config or EntropyQuantConfig(), filter_fn, axis_fn
         self.side_bits = 0.0  # last measured side information
+        self.attached = False  # whether the model has the quantizers (set at each stage start)
         self.last_file_bits: float | None = None
         self.steps = 0
 
@@ -75,20 +76,20 @@ class EntropyHook(TrainingHook):
         return model
 
     def on_stage_start(self, stage: str, model: nn.Module, ctx: HookContext) -> None:
+        self.attached = next(iter(entropy_tensors(model)), None) is not None
         self._measure_side(model)
 
     def _measure_side(self, model: nn.Module) -> None:
-        if self.side_bits_fn is not None and next(iter(entropy_tensors(model)), None) is not None:
+        if self.side_bits_fn is not None and self.attached:
             self.side_bits = float(self.side_bits_fn(model))
 
     def extra_loss(self, model: nn.Module, batch: Any, output: Any, ctx: HookContext) -> torch.Tensor | None:
-        if next(iter(entropy_tensors(model)), None) is None:
+        if not self.attached:
             return None
-        r = rate_bits(model)
-        return (self.lam / self.pixels) * r
+        return (self.lam / self.pixels) * rate_bits(model)
 
     def on_step_end(self, step: int, model: nn.Module, ctx: HookContext) -> None:
-        if next(iter(entropy_tensors(model)), None) is None:
+        if not self.attached:
             return
         self.steps += 1
         if self.target_bits is None:
