@@ -34,7 +34,7 @@ import io
 import math
 import warnings
 from dataclasses import asdict, dataclass, fields
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import bjontegaard as bd
 import numpy as np
@@ -55,6 +55,11 @@ class BDResult:
     bd_rate_akima: float
     psnr_overlap: float  # fraction of the union distortion range covered by both curves, 0..1
     note: str = ""
+
+    def summary(self) -> str:
+        """``pchip -35.5%, Akima -33.3%, overlap 0.77`` (and the note, if any)."""
+        text = f"pchip {self.bd_rate_pchip:+.1f}%, Akima {self.bd_rate_akima:+.1f}%, overlap {self.psnr_overlap:.2f}"
+        return f"{text} {self.note}".rstrip()
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,13 @@ def bd_rate(rate_anchor: Sequence[float], dist_anchor: Sequence[float], rate_tes
     pchip = _call(bd.bd_rate, ra, da, rt, dt, "pchip")
     akima = _call(bd.bd_rate, ra, da, rt, dt, "akima")
     return BDResult(pchip, akima, frac, "; ".join(notes))
+
+
+def records_bd_rate(anchor: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]],
+                    metric: str = "psnr-yuv", *, min_points: int = MIN_POINTS) -> BDResult:
+    """``bd_rate`` of two lists of point records (dicts with ``bpp`` and ``metric``, as sweeps write them)."""
+    return bd_rate([r["bpp"] for r in anchor], [r[metric] for r in anchor],
+                   [r["bpp"] for r in test], [r[metric] for r in test], min_points=min_points)
 
 
 def bd_psnr(rate_anchor: Sequence[float], dist_anchor: Sequence[float], rate_test: Sequence[float],

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codec.encoder import EncodeOptions  # noqa: E402
-from eval.bdrate import bd_rate  # noqa: E402
+from eval.bdrate import records_bd_rate  # noqa: E402
 from eval.sweep import carphone_input, load_records, plan, run_jobs  # noqa: E402
 
 
@@ -54,10 +54,7 @@ def main() -> int:
         print(f"{r['point']:<8} {r['bytes']:>7,} {r['bpp']:>8.4f} {r['psnr-yuv']:>9.2f} "
               f"{8 * r['bytes'] / r['params']:>10.3f} {est_txt:>9}")
     if len(urecs) >= 2 and len(erecs) >= 2:
-        res = bd_rate([r["bpp"] for r in urecs], [r["psnr-yuv"] for r in urecs],
-                      [r["bpp"] for r in erecs], [r["psnr-yuv"] for r in erecs], min_points=2)
-        print(f"BD-rate of entropy vs uniform (PSNR-YUV): pchip {res.bd_rate_pchip:+.1f}%, "
-              f"Akima {res.bd_rate_akima:+.1f}%, overlap {res.psnr_overlap:.2f} {res.note}")
+        print(f"BD-rate of entropy vs uniform (PSNR-YUV): {records_bd_rate(urecs, erecs, min_points=2).summary()}")
     return 0
 
 

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codec.bitstream_io import describe_file  # noqa: E402
 from codec.encoder import EncodeOptions  # noqa: E402
-from eval.bdrate import bd_rate  # noqa: E402
+from eval.bdrate import records_bd_rate  # noqa: E402
 from eval.sweep import carphone_input, load_records, plan, run_jobs  # noqa: E402
 
 
@@ -50,10 +50,8 @@ def main() -> int:
         zeros = sum(t["zero_fraction"] * t["numel"] for t in desc["tensors"]) / max(1, sum(t["numel"] for t in desc["tensors"]))
         print(f"{r['point']:<6} {r['bytes']:>7,} {r['bpp']:>8.4f} {r['psnr-yuv']:>9.2f}  "
               f"{dict(sorted(hist.items()))} / {100 * zeros:.1f}% zeros")
-    res = bd_rate([r["bpp"] for r in urecs], [r["psnr-yuv"] for r in urecs],
-                  [r["bpp"] for r in srecs], [r["psnr-yuv"] for r in srecs], min_points=3)
-    print(f"BD-rate of SBS vs uniform {{8,6,4}}-bit curve (PSNR-YUV): pchip {res.bd_rate_pchip:+.1f}%, "
-          f"Akima {res.bd_rate_akima:+.1f}%, overlap {res.psnr_overlap:.2f} {res.note}")
+    print(f"BD-rate of SBS vs uniform {{8,6,4}}-bit curve (PSNR-YUV): "
+          f"{records_bd_rate(urecs, srecs, min_points=3).summary()}")
     return 0
 
 

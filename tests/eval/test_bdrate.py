@@ -126,3 +126,13 @@ def test_average_curve_sorts_each_sequence():
     r, d = average_curve([([2, 1], [20, 10]), ([1, 3], [12, 30])])
     np.testing.assert_allclose(r, [1, 2.5])
     np.testing.assert_allclose(d, [11, 25])
+
+
+def test_records_bd_rate_reads_sweep_records_and_summarises():
+    from eval.bdrate import records_bd_rate
+
+    anchor = [{"bpp": b, "psnr-yuv": p} for b, p in ((0.1, 30.0), (0.2, 33.0), (0.4, 36.0))]
+    test = [{"bpp": r["bpp"] / 2, "psnr-yuv": r["psnr-yuv"]} for r in anchor]  # same quality at half the rate
+    res = records_bd_rate(anchor, test, min_points=3)
+    assert res.bd_rate_pchip == pytest.approx(-50.0, abs=0.5)
+    assert res.summary().startswith("pchip -50.0%, Akima -50.0%, overlap 1.00")
