@@ -102,9 +102,15 @@ class ConvNeXtBlock(nn.Module):
         self.fc2 = nn.Linear(out_channels * expansion, out_channels)
         self.residual = in_channels == out_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, H, W, C_in) -> (B, H, W, C_out)."""
+    def forward(self, x: torch.Tensor, crop: tuple[slice, slice] | None = None) -> torch.Tensor:
+        """(B, H, W, C_in) -> (B, h, w, C_out): the pixels ``crop`` of the conv output (default: all of them).
+
+        A patch's outer ring is wrong after the zero-padded conv (its neighbours lie outside the patch), so
+        the caller crops it here, before the MLP spends most of the block's work on it.
+        """
         y = depthwise_conv_nhwc(self.dwconv, x)
+        if crop is not None:
+            x, y = x[:, crop[0], crop[1]], y[:, crop[0], crop[1]]
         y = F.layer_norm(y, y.shape[-1:])
         y = self.fc2(F.gelu(self.fc1(y)))
         return x + y if self.residual else y

@@ -110,11 +110,9 @@ class HiNeRV(nn.Module):
                                       impl_n)  # (B, h_n, w_n, C_in)
             have = plan.blocks[n]
             for k, block in enumerate(stage.blocks):
-                if k:  # each 3x3 conv spends one pixel of halo: drop the ring no later block needs
-                    need = grow(plan.keep[n], len(stage.blocks) - k, self.sizes[n + 1])
-                    ys, xs = crop_to(have, need)
-                    x, have = x[:, ys, xs], need
-                x = block(x)
+                # each 3x3 conv spends one pixel of halo: the block keeps only what later blocks still need
+                need = grow(plan.keep[n], len(stage.blocks) - 1 - k, self.sizes[n + 1])
+                x, have = block(x, crop_to(have, need) if need != have else None), need
             ys, xs = crop_to(have, plan.keep[n])
             x = x[:, ys, xs]
             current = plan.keep[n]

@@ -35,6 +35,9 @@ def hinerv_s(height: int, width: int, frames: int) -> HiNeRVConfig:
 CONFIGS = {
     # name: (config, batch, patch side)
     "hinerv-s-240": (lambda: hinerv_s(240, 240, 8), 8, 120),
+    # the same 115,200 pixels a step as 2 whole frames, no patch halos to recompute: what `hinerv encode`
+    # does by default while the output grid is at most 256x256 (codec.encoder.AUTO_PATCH_MAX_PIXELS)
+    "hinerv-s-240-frames": (lambda: hinerv_s(240, 240, 8), 2, 0),
     "hinerv-s-1080": (lambda: hinerv_s(1080, 1920, 600), 8, 120),
     "hinerv-s-1080-frame": (lambda: hinerv_s(1080, 1920, 600), 1, 0),
     # what `hinerv encode --preset m` trains on carphone (176x144 4:2:0 -> 72x88x6 grid, 120 frames)
