@@ -16,6 +16,7 @@ from compress.quantize import QuantConfig, export_quantized, quantize_
 from compress.entropy_quant import EntropyQuantConfig, export_entropy, hard_tensor_bits
 from compress.entropy_rate import EntropyHook, fit_to_size
 from compress.sbs import SBSConfig, SBSHook, export_sbs
+from compress.sbs_rate import tensor_bits as sbs_tensor_bits
 from inr.model import HiNeRV, count_parameters, macs_per_pixel
 from inr.presets import MIN_PARAMS, PRESETS, build_config
 
@@ -131,8 +132,11 @@ class EncodeOptions:
         ``side_bits(model)``: the file's bits besides the symbols' payloads (entropy rate control).
         """
         if self.quant == "sbs":
-            return [SBSHook(SBSConfig(), lam=self.rate_weight, stage="prune", target_bits=self.target_bits(pixels),
-                            axis_fn=quant_axis)]
+            config = SBSConfig()
+            coded = config.rate == "coded"
+            return [SBSHook(config, lam=self.rate_weight, stage="prune", target_bits=self.target_bits(pixels),
+                            axis_fn=quant_axis, rate_after="qat" if coded else None,
+                            side_bits=side_bits if coded else None)]
         if self.quant == "entropy":
             return [EntropyHook(pixels, lam=self.rate_weight, attach_stage="prune", ste_stage="qat",
                                 target_bits=self.target_bits(pixels), side_bits=side_bits, axis_fn=quant_axis,
@@ -254,6 +258,9 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         return estimated_file_bytes(video.format, video.num_frames, config, export(model, options), bits)
 
     def side_bits(model: HiNeRV) -> float:
+        """The file's bits besides the symbols' estimated payloads (for the rate controllers)."""
+        if options.quant == "sbs":  # the coder fits its own models: code the file, keep what the estimate lacks
+            return 8.0 * len(bitstream(model)) - sum(sbs_tensor_bits(model))
         bits = hard_tensor_bits(model)
         return 8.0 * file_bytes_estimate(model, bits) - sum(bits)
 

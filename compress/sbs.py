@@ -46,6 +46,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from compress.prune import FilterFn, find_parametrization, input_of, named_tensors, remember_param_order
+from compress.entropy_quant import symbol_bits
 from compress.quantize import AxisFn, FakeQuant, QTensor, QuantConfig, _norm_axis, _round_fp16, default_axis
 
 __all__ = [
@@ -65,6 +66,9 @@ __all__ = [
 ]
 
 GRIDS = ("paper", "midtread")
+RATES = ("coded", "nominal")
+LAPLACE_SCALE_MIN = 0.05  # symbols: the rate model's scale never collapses onto a point mass
+V_SPEED = 10.0  # v = exp(V_SPEED * log_v): Adam moves v by ~V_SPEED·lr relative per step (see SBSQuant)
 _FP16_MAX = 65504.0
 
 
@@ -78,6 +82,7 @@ class SBSConfig:
     prune: bool = True  # learn per-group pruning gates (the 0-bit choice)
     init_threshold: float = 0.01  # initial α_b in steps of the coarser grid (0..0.5); small = gates start open
     init_prune_threshold: float = 0.0  # initial α_p in units of v (0 = only all-zero groups are pruned)
+    rate: str = "coded"  # R of the search: "coded" (entropy-coded size estimate) or "nominal" (params x bits)
     temperature: float = 0.1  # τ of the bit-gate sigmoid surrogate (in steps of the coarser grid)
     prune_temperature: float = 0.1  # τ of the pruning-gate sigmoid surrogate (in units of v)
     version: int = 1  # bump when the meaning of a field changes
@@ -108,6 +113,8 @@ class SBSConfig:
             if not ok or x < lo or (strict and x == lo):
                 raise ValueError(f"SBSConfig.{name}: expected a finite number {'>' if strict else '>='} {lo}, "
                                  f"got {x!r}")
+        if self.rate not in RATES:
+            raise ValueError(f"SBSConfig.rate: expected one of {RATES}, got {self.rate!r}")
         if self.version != 1:
             raise ValueError(f"SBSConfig.version: expected 1, got {self.version!r}")
 
@@ -126,7 +133,9 @@ def _ste_gate(stat: torch.Tensor, alpha: torch.Tensor, tau: float) -> torch.Tens
 
 class _State(NamedTuple):
     level: int  # index of the chosen candidate (hard)
-    ks: list[torch.Tensor]  # integer levels k_b per candidate up to what was needed (float32, exact)
+    ks: list[torch.Tensor]  # integer levels k_b per candidate up to what was needed (float32, exact); frozen: only
+    #   the chosen width's entry is computed (the others are placeholders)
+    ts: list[torch.Tensor]  # the same in the grids' units before rounding, with gradients
     gates: list[torch.Tensor]  # cumulative gates G_i = g_1···g_i (STE), i >= 1; empty when frozen
     keep: torch.Tensor  # (n_groups,) STE keep gates (1 = kept)
     keep_hard: torch.Tensor  # (n_groups,) bool
@@ -142,20 +151,26 @@ class SBSQuant(nn.Module):
         prune_temperature: see ``SBSConfig``.
         v_init: initial clipping range v.
 
-    Learnable: ``v`` (0-D), ``alpha`` (one threshold per width step), ``alpha_p`` (0-D). Buffers: ``frozen_bits``
-    (0 while searching, else the fixed width) and ``frozen_keep`` (the fixed group mask).
+    Learnable: ``log_v`` (0-D, ``v = exp(V_SPEED·log_v)``), ``alpha`` (one threshold per width step),
+    ``alpha_p`` (0-D). Buffers: ``frozen_bits`` (0 while searching, else the fixed width) and ``frozen_keep``
+    (the fixed group mask). v is stored as a sped-up logarithm, as ``compress.entropy_quant`` stores its steps:
+    with the coded rate the RD-optimal v sits several times above its initial max |w| (coarser steps), and a
+    plain v moved by Adam at the weights' learning rate does not get there within a search stage.
     """
 
     def __init__(self, shape: tuple[int, ...], axis: int | None, candidates: tuple[int, ...] = (2, 4, 8),
                  grid: str = "midtread", group_size: int = 4, prune: bool = True, v_init: float = 1.0,
                  init_threshold: float = 0.01, init_prune_threshold: float = 0.0, temperature: float = 0.1,
-                 prune_temperature: float = 0.1) -> None:
+                 prune_temperature: float = 0.1, rate: str = "coded") -> None:
         super().__init__()
         SBSConfig(candidates=tuple(candidates), grid=grid, group_size=group_size, prune=prune)  # validates
         self.shape, self.axis = tuple(shape), _norm_axis(axis, len(shape))
         self.candidates, self.grid, self.group_size, self.prune = tuple(candidates), grid, group_size, prune
         self.temperature, self.prune_temperature = float(temperature), float(prune_temperature)
-        self.v = nn.Parameter(torch.tensor(float(v_init)))
+        if rate not in RATES:
+            raise ValueError(f"SBSQuant: rate: expected one of {RATES}, got {rate!r}")
+        self.rate_kind = rate
+        self.log_v = nn.Parameter(torch.tensor(math.log(float(v_init)) / V_SPEED))
         self.alpha = nn.Parameter(torch.full((len(candidates) - 1,), float(init_threshold)))
         self.alpha_p = nn.Parameter(torch.tensor(float(init_prune_threshold)), requires_grad=prune)
         channels = 1 if self.axis is None else self.shape[self.axis]
@@ -176,7 +191,7 @@ class SBSQuant(nn.Module):
         return int(self.frozen_bits) != 0
 
     def _v(self) -> torch.Tensor:
-        return self.v.abs().clamp_min(1e-12)
+        return torch.exp(self.log_v * V_SPEED).clamp(1e-12, _FP16_MAX)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         u = (x.float() / self._v()).clamp(-1.0, 1.0)
@@ -220,7 +235,11 @@ class SBSQuant(nn.Module):
                 keep = torch.ones(self.n_groups, device=x.device)
                 keep_hard = keep > 0.5
         ks: list[torch.Tensor] = []
+        ts: list[torch.Tensor] = []
         gates: list[torch.Tensor] = []
+        if self.frozen:  # one width: its levels directly (equal to the nested ones but for exact ties)
+            t = self._target(u, c[level])
+            return _State(level, [t] * level + [torch.round(t.detach())], [t] * (level + 1), gates, keep, keep_hard)
         prev_units = 0
         for i, b in enumerate(c[: level + 1]):
             units = _units(b, self.grid)
@@ -236,6 +255,7 @@ class SBSQuant(nn.Module):
                     g = _ste_gate(e, self.alpha[i - 1], self.temperature)
                     gates.append(g if not gates else gates[-1] * g)
             ks.append(k)
+            ts.append(t)
             prev_units = units
         if not self.frozen:
             level = 0
@@ -243,7 +263,7 @@ class SBSQuant(nn.Module):
                 if g.detach() < 0.5:
                     break
                 level += 1
-        return _State(level, ks, gates, keep, keep_hard)
+        return _State(level, ks, ts, gates, keep, keep_hard)
 
     def _scale(self, bits: int) -> torch.Tensor:
         """fp16-representable float32 scale S with value = m·S."""
@@ -270,32 +290,68 @@ class SBSQuant(nn.Module):
                 zhat = zhat + g * (st.ks[i] / units[i] - st.ks[i - 1] / units[i - 1]).detach()
         y = self._v() * (2.0 * zhat - 1.0 if self.grid == "paper" else zhat)
         y = y * self._expand(st.keep, x.ndim)
-        self._rate_cache = (x, self._cache_key(x), self._rate(st, x))  # rate_bits after a forward reuses the gates
+        self._rate_cache = (x, self._cache_key(x), st)  # rate_bits after a forward reuses the gates
         return (value + (y - y.detach())).to(x.dtype)  # value exactly, surrogate gradients
 
     # ---- search results ------------------------------------------------------------------------------------
     def rate(self, x: torch.Tensor) -> torch.Tensor:
-        """Bits of this tensor: kept elements × chosen width (float64; hard forward, surrogate gradients).
+        """Bits of this tensor at its chosen width, per ``SBSConfig.rate`` (float64; hard forward, surrogate
+        gradients).
 
         Reuses the gates of the last forward when nothing changed since (same input tensor and versions, same
         grad mode), so ``loss + λ·log(rate_bits(model))`` costs no second pass and shares the forward's graph.
         """
         cache = self._rate_cache
         if cache is not None and cache[0] is x and cache[1] == self._cache_key(x):
-            return cache[2]
+            return self._rate(cache[2], x)
         return self._rate(self._state(x, self._normalise(x)), x)
 
     def _rate(self, st: _State, x: torch.Tensor) -> torch.Tensor:
-        kept = (st.keep.double() * self.group_numel).sum()
+        """R at the chosen width, as R_0 + Σ_i G_i (R_i - R_{i-1}) so the gates' surrogates see what a width
+        step costs."""
+        if self.rate_kind == "nominal":
+            kept = (st.keep.double() * self.group_numel).sum()
+            per_width = [kept * b for b in self.candidates]
+        elif self.frozen:
+            return self._coded_bits(st, st.level, x.ndim)
+        else:
+            per_width = [self._coded_bits(st, i, x.ndim) for i in range(len(st.ks))]
         if self.frozen:
-            return kept * self.candidates[st.level]
-        bits = torch.tensor(float(self.candidates[0]), dtype=torch.float64, device=x.device)
+            return per_width[st.level]
+        bits = per_width[0]
         for i, g in enumerate(st.gates, start=1):
-            bits = bits + (self.candidates[i] - self.candidates[i - 1]) * g.double()
-        return kept * bits
+            bits = bits + g.double() * (per_width[i] - per_width[i - 1])
+        return bits
+
+    def _coded_bits(self, st: _State, i: int, ndim: int) -> torch.Tensor:
+        """Estimated entropy-coded bits of the kept symbols at candidate ``i``.
+
+        Value: each symbol's self-information under the empirical distribution of the kept symbols (what an
+        adaptive or histogram model codes to, a few percent under the bitstream's own). Gradient: that of the
+        symbol's cost under a zero-centred discrete Laplace fitted to them, through the STE symbols, so it
+        pulls weights toward zero and ``v`` toward coarser steps. Pruned groups count as free (their zeros
+        cost a fraction of a bit each).
+        """
+        t, k = st.ts[i], st.ks[i]
+        y = t + (k - t).detach()  # the symbol in grid units, gradient through t
+        if self.grid == "paper":  # odd symbols m = 2k - units: in units of 2 they sit on a unit-spaced grid
+            half = _units(self.candidates[i], self.grid) / 2
+            y, k = y - half, k - half
+        keep = self._expand(st.keep, ndim)
+        kept = self._expand(st.keep_hard, ndim).expand_as(k)
+        with torch.no_grad():
+            n = kept.sum().clamp_min(1)
+            scale = (k.abs()[kept].sum() / n).clamp_min(LAPLACE_SCALE_MIN)  # Laplace MLE about 0
+            span = _units(self.candidates[i], self.grid)  # |k| < span (paper: |k - half| <= half)
+            index = (k + span).long().reshape(-1)
+            counts = torch.bincount(index, weights=kept.reshape(-1).to(k.dtype), minlength=2 * span + 1)
+            info = torch.where(kept, torch.log2(n / counts[index].reshape(k.shape).clamp_min(1)), 0.0)
+        surrogate = symbol_bits("laplace", y, torch.zeros((), device=y.device), scale)
+        bits = info + (surrogate - surrogate.detach())
+        return (bits * keep).sum().double()
 
     def _cache_key(self, x: torch.Tensor) -> tuple:
-        return (x._version, torch.is_grad_enabled(), self.v._version, self.alpha._version, self.alpha_p._version,
+        return (x._version, torch.is_grad_enabled(), self.log_v._version, self.alpha._version, self.alpha_p._version,
                 self.frozen_bits._version, self.frozen_keep._version)
 
     def __getstate__(self) -> dict:  # deepcopy/pickle: never carry the cached graph
@@ -411,7 +467,7 @@ def sbs_(model: nn.Module, config: SBSConfig, filter_fn: FilterFn | None = None,
         remember_param_order(module)
         q = SBSQuant(tuple(param.shape), axis, config.candidates, config.grid, config.group_size, config.prune, v,
                      config.init_threshold, config.init_prune_threshold, config.temperature,
-                     config.prune_temperature).to(param.device)
+                     config.prune_temperature, config.rate).to(param.device)
         parametrize.register_parametrization(module, param_name, q)
     return [full for full, *_ in plan]
 
