@@ -37,11 +37,19 @@ from compress.entropy_rate import steer
 from compress.hooks import PLUGINS, HookContext, TrainingHook
 from compress.prune import FilterFn
 from compress.quantize import AxisFn
-from compress.sbs import SBSConfig, freeze_gates_, sbs_, sbs_tensors
+from compress.sbs import SBSConfig, coded_bits, freeze_gates_, sbs_, sbs_tensors
 
 __all__ = ["SBSHook", "bisect_lambda", "rate_bits", "sbs_loss", "tensor_bits"]
 
 SIDE_EVERY = 50  # steps between two measurements of the side information (it drifts slowly)
+
+
+def tensor_rates(model: nn.Module) -> list[torch.Tensor]:
+    """Each SBS tensor's bits at its chosen width (0-D float64 each, model order), the coded ones estimated for
+    all tensors in one pass."""
+    found = [(q, q.current_state(x), x.ndim) for _, _, _, q, x in sbs_tensors(model)]
+    coded = iter(coded_bits([q.coded_segments(st, ndim) for q, st, ndim in found if q.rate_kind == "coded"]))
+    return [q.combine_rate(st, next(coded) if q.rate_kind == "coded" else None) for q, st, _ in found]
 
 
 def rate_bits(model: nn.Module) -> torch.Tensor:
@@ -50,17 +58,14 @@ def rate_bits(model: nn.Module) -> torch.Tensor:
     Exact for the hard gates (nominal: the count from ``chosen_widths``); differentiable through the gate
     surrogates while the gates are not frozen (coded: also through the symbols). 0 without SBS tensors.
     """
-    total: torch.Tensor | None = None
-    for _, _, _, q, x in sbs_tensors(model):
-        r = q.rate(x)
-        total = r if total is None else total + r
-    return total if total is not None else torch.zeros((), dtype=torch.float64)
+    rates = tensor_rates(model)
+    return torch.stack(rates).sum() if rates else torch.zeros((), dtype=torch.float64)
 
 
 @torch.no_grad()
 def tensor_bits(model: nn.Module) -> list[float]:
-    """Each SBS tensor's bits at its chosen width (``rate_bits`` per tensor), in model order."""
-    return [float(q.rate(x)) for _, _, _, q, x in sbs_tensors(model)]
+    """Each SBS tensor's bits at its chosen width, in model order."""
+    return [float(r) for r in tensor_rates(model)]
 
 
 def sbs_loss(distortion: torch.Tensor, model: nn.Module, lam: float) -> torch.Tensor:
