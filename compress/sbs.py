@@ -45,8 +45,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compress.prune import FilterFn, find_parametrization, input_of, named_tensors, remember_param_order
 from compress.entropy_quant import symbol_bits
+from compress.prune import FilterFn, find_parametrization, input_of, named_tensors, remember_param_order
 from compress.quantize import AxisFn, FakeQuant, QTensor, QuantConfig, _norm_axis, _round_fp16, default_axis
 
 __all__ = [
@@ -205,9 +205,9 @@ class SBSQuant(nn.Module):
 
     Learnable: ``log_v`` (0-D, ``v = exp(V_SPEED·log_v)``), ``alpha`` (one threshold per width step),
     ``alpha_p`` (0-D). Buffers: ``frozen_bits`` (0 while searching, else the fixed width) and ``frozen_keep``
-    (the fixed group mask). v is stored as a sped-up logarithm, as ``compress.entropy_quant`` stores its steps:
-    with the coded rate the RD-optimal v sits several times above its initial max |w| (coarser steps), and a
-    plain v moved by Adam at the weights' learning rate does not get there within a search stage.
+    (the fixed group mask). v is stored as a sped-up logarithm, as ``compress.entropy_quant`` stores its steps,
+    so that it moves by the same relative amount per step whatever its scale, fast enough for the rate term to
+    trade step size within one search stage.
     """
 
     def __init__(self, shape: tuple[int, ...], axis: int | None, candidates: tuple[int, ...] = (2, 4, 8),
