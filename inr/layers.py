@@ -110,7 +110,8 @@ class ConvNeXtBlock(nn.Module):
         """
         y = depthwise_conv_nhwc(self.dwconv, x)
         if crop is not None:
-            x, y = x[:, crop[0], crop[1]], y[:, crop[0], crop[1]]
+            # contiguous: layer_norm would copy it anyway, and its backward would copy it again
+            x, y = x[:, crop[0], crop[1]], y[:, crop[0], crop[1]].contiguous()
         y = F.layer_norm(y, y.shape[-1:])
         y = self.fc2(F.gelu(self.fc1(y)))
         return x + y if self.residual else y
