@@ -13,10 +13,10 @@ import torch
 from compress.hooks import HookContext, HookList
 from compress.prune import PruneConfig, prune_
 from compress.quantize import QuantConfig, export_quantized, quantize_
-from compress.entropy_quant import EntropyQuantConfig, export_entropy, hard_tensor_bits
+from compress.entropy_quant import EntropyQuantConfig, export_entropy, hard_tensor_bits, rescale_steps_
 from compress.entropy_rate import EntropyHook, fit_to_size
 from compress.sbs import SBSConfig, SBSHook, export_sbs
-from compress.sbs_rate import tensor_bits as sbs_tensor_bits
+from compress.sbs_rate import rescale_v_, tensor_bits as sbs_tensor_bits
 from inr.model import HiNeRV, count_parameters, macs_per_pixel
 from inr.presets import MIN_PARAMS, PRESETS, build_config
 
@@ -32,6 +32,7 @@ from .video import Video, read_video
 
 QUANTIZERS = ("uniform", "sbs", "entropy")
 DEFAULT_LAMBDA = {"uniform": 0.0, "sbs": 0.1, "entropy": 5.0}  # --lambda when not given, per quantizer
+SBS_TARGET_START_LAMBDA = 1e-3  # sbs with a target and no --lambda: where the controller starts
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
 # --preset auto with a target: a parameter budget the target gives ~this many bits each. tools/bench_rd.py
 # (carphone, preset m): lambda 50 / 20 / 8 / 3 -> 1.6 / 2.9 / 4.3 / 5.4 bits per parameter; the middle trades best.
@@ -134,7 +135,11 @@ class EncodeOptions:
         if self.quant == "sbs":
             config = SBSConfig()
             coded = config.rate == "coded"
-            return [SBSHook(config, lam=self.rate_weight, stage="prune", target_bits=self.target_bits(pixels),
+            target = self.target_bits(pixels)
+            # a target starts λ low and lets the controller raise it: a search that starts at a high λ closes
+            # gates and prunes tensors early, and lands far below the target
+            lam = SBS_TARGET_START_LAMBDA if target is not None and self.lam is None else self.rate_weight
+            return [SBSHook(config, lam=lam, stage="prune", target_bits=target,
                             axis_fn=quant_axis, rate_after="qat" if coded else None,
                             side_bits=side_bits if coded else None)]
         if self.quant == "entropy":
@@ -283,15 +288,16 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         distributed.barrier(dist)  # until rank 0 has written the file
         return None
     model.cpu().eval()
-    if options.quant == "entropy" and (target := options.target_bits(pixels)) is not None:
-        factor, size = fit_to_size(model, lambda m: len(bitstream(m)), target / 8)  # last-mile rate control
+    if options.quant in ("entropy", "sbs") and (target := options.target_bits(pixels)) is not None:
+        rescale = rescale_steps_ if options.quant == "entropy" else rescale_v_
+        factor, size = fit_to_size(model, lambda m: len(bitstream(m)), target / 8, rescale=rescale)  # last mile
         log(f"target {target / 8:,.0f} bytes: steps scaled by {factor:.3f} -> {size:,} bytes")
         if not 0.5 <= factor <= 2:
             log(f"note: training missed the target by far; a {'smaller' if factor > 1 else 'larger'} --preset "
                 f"would meet it with better quality")
     elif options.quant == "uniform" and (target := options.target_bits(pixels)) is not None:
         log(f"target {target / 8:,.0f} bytes: uniform quantization only picks the model size for it (with --preset auto); "
-            f"--quant entropy meets it within 2%")
+            f"--quant entropy or sbs meet it within 2%")
     estimate = file_bytes_estimate(model) if options.quant == "entropy" else None
     data_bytes = bitstream(model)  # quantize, code
     atomic_write_bytes(output_path, data_bytes)  # write

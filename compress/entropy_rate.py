@@ -115,12 +115,14 @@ class EntropyHook(TrainingHook):
 
 
 def fit_to_size(model: nn.Module, size: Callable[[nn.Module], int], target: float, rtol: float = 0.02,
-                iters: int = 20, max_factor: float = 64.0) -> tuple[float, int]:
+                iters: int = 20, max_factor: float = 64.0,
+                rescale: Callable[[nn.Module, float], None] = rescale_steps_) -> tuple[float, int]:
     """Last-mile rate control: scale every step by one factor so that ``size(model)`` (bytes) lands within
     ``rtol`` of ``target``, by bisection on the factor's log; leaves the model at the best factor found.
 
     A no-op when the model already fits. Returns ``(factor, bytes)``; the closest size reached if the target
-    is out of reach within ``[1/max_factor, max_factor]``.
+    is out of reach within ``[1/max_factor, max_factor]``. ``rescale(model, factor)`` multiplies the steps
+    (default: the entropy quantizers'; ``compress.sbs_rate.rescale_v_`` for SBS).
     """
     current = size(model)
     if abs(current / target - 1) <= rtol:
@@ -130,12 +132,12 @@ def fit_to_size(model: nn.Module, size: Callable[[nn.Module], int], target: floa
     best = (abs(current / target - 1), 0.0, current)
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
-        rescale_steps_(model, math.exp(mid - applied))
+        rescale(model, math.exp(mid - applied))
         applied = mid
         current = size(model)
         best = min(best, (abs(current / target - 1), mid, current))
         if abs(current / target - 1) <= rtol:
             break
         lo, hi = (mid, hi) if current > target else (lo, mid)  # coarser steps -> fewer bytes
-    rescale_steps_(model, math.exp(best[1] - applied))
+    rescale(model, math.exp(best[1] - applied))
     return math.exp(best[1]), best[2]

@@ -37,10 +37,12 @@ from compress.entropy_rate import steer
 from compress.hooks import PLUGINS, HookContext, TrainingHook
 from compress.prune import FilterFn
 from compress.quantize import AxisFn
-from compress.sbs import SBSConfig, coded_bits, freeze_gates_, sbs_, sbs_tensors
+from compress.sbs import V_SPEED, SBSConfig, coded_bits, freeze_gates_, sbs_, sbs_tensors
 
-__all__ = ["SBSHook", "bisect_lambda", "rate_bits", "sbs_loss", "tensor_bits"]
+__all__ = ["SBSHook", "bisect_lambda", "rate_bits", "reopenable_", "rescale_v_", "sbs_loss", "tensor_bits"]
 
+ALPHA_MAX = 0.5  # the width gates' statistic e_b lies in [0, ½] (steps of the coarser grid)
+ALPHA_P_MAX = 1.0  # the pruning statistic mean|w|/v lies in [0, 1] but for clipped weights
 SIDE_EVERY = 50  # steps between two measurements of the side information (it drifts slowly)
 
 
@@ -60,6 +62,27 @@ def rate_bits(model: nn.Module) -> torch.Tensor:
     """
     rates = tensor_rates(model)
     return torch.stack(rates).sum() if rates else torch.zeros((), dtype=torch.float64)
+
+
+@torch.no_grad()
+def reopenable_(model: nn.Module) -> None:
+    """Clamp the gate thresholds to the range of their statistics (width gates: [0, ½] steps of the coarser grid;
+    pruning: [0, 1] in units of v). A threshold beyond it closes its gate so deeply that the sigmoid surrogate
+    has no gradient left, and a gate the rate term closed early in the search could never reopen (measured:
+    SBS files landed at half their --target-size)."""
+    for _, _, _, q, _ in sbs_tensors(model):
+        q.alpha.clamp_(0.0, ALPHA_MAX)
+        q.alpha_p.clamp_(0.0, ALPHA_P_MAX)
+
+
+@torch.no_grad()
+def rescale_v_(model: nn.Module, factor: float) -> None:
+    """Multiply every SBS tensor's v, so its steps, by ``factor`` at the same widths and masks: coarser (> 1)
+    or finer (< 1) symbols of the same weights, for last-mile rate control (``entropy_rate.fit_to_size``)."""
+    if not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"rescale_v_: expected a finite factor > 0, got {factor!r}")
+    for _, _, _, q, _ in sbs_tensors(model):
+        q.log_v.add_(math.log(factor) / V_SPEED)
 
 
 @torch.no_grad()
@@ -159,6 +182,8 @@ class SBSHook(TrainingHook):
         if not self._rate_on(ctx):
             return
         self.steps += 1
+        if not self.frozen:
+            reopenable_(model)
         if self.target_bits is not None and self.last_bits is not None:
             if self.side_bits_fn is not None and self.steps % SIDE_EVERY == 1:
                 self.side_bits = float(self.side_bits_fn(model))

@@ -188,6 +188,16 @@ def test_sbs_encode_decodes_to_the_reported_quality(clip, tmp_path):
     assert widths <= {2, 3, 4, 5, 8, 9, 6}  # searched widths (paper grid stores b+1) plus the fallback
 
 
+def test_sbs_meets_a_target_size(clip, tmp_path):
+    free = encode(clip, tmp_path / "free.bin", SBS, progress=False, log=lambda *_: None)
+    target = int(free.bytes * 0.8)
+    lines = []
+    report = encode(clip, tmp_path / "t.bin", dataclasses.replace(SBS, lam=None, target_size=target),
+                    progress=False, log=lines.append)
+    assert report.bytes == pytest.approx(target, rel=0.05)
+    assert any(line.startswith(f"target {target:,} bytes: steps scaled by") for line in lines)
+
+
 def test_sbs_resume_gives_identical_bytes(clip, tmp_path):
     quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
     ref, out = tmp_path / "ref.bin", tmp_path / "resumed.bin"

@@ -26,6 +26,7 @@ from compress.sbs import (
     sbs_loss,
     sbs_tensors,
 )
+from compress.sbs_rate import reopenable_, rescale_v_
 
 
 class Net(nn.Module):
@@ -418,3 +419,24 @@ def test_controller_steers_on_the_file_size_side_information_included() -> None:
         lams.append(hook.lam)
     assert lams[0] < 0.01 < lams[1]
     assert hook.state_dict()["side_bits"] == payload
+
+
+def test_rescaled_v_codes_coarser_symbols_and_gates_stay_reopenable() -> None:
+    model = make(10)
+    sbs_(model, SBSConfig(prune=False))
+    freeze_gates_(model)
+    before = bits_of(model)
+    rescale_v_(model, 4.0)
+    assert bits_of(model) < 0.9 * before  # coarser steps: fewer bits (tiny tensors: well under 2 bits/param)
+    rescale_v_(model, 0.25)
+    assert bits_of(model) == pytest.approx(before, rel=1e-6)
+    with pytest.raises(ValueError, match="factor"):
+        rescale_v_(model, 0.0)
+    searching = make(11)
+    sbs_(searching, SBSConfig())
+    qs = [q for *_, q, _ in sbs_tensors(searching)]
+    with torch.no_grad():
+        qs[0].alpha.fill_(3.0)
+        qs[1].alpha_p.fill_(-1.0)
+    reopenable_(searching)
+    assert float(qs[0].alpha.max()) == 0.5 and float(qs[1].alpha_p) == 0.0
