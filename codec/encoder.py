@@ -289,15 +289,20 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         return None
     model.cpu().eval()
     if options.quant in ("entropy", "sbs") and (target := options.target_bits(pixels)) is not None:
-        rescale = rescale_steps_ if options.quant == "entropy" else rescale_v_
-        factor, size = fit_to_size(model, lambda m: len(bitstream(m)), target / 8, rescale=rescale)  # last mile
+        entropy = options.quant == "entropy"  # sbs: only shrinks (finer steps at its widths clip)
+        factor, size = fit_to_size(model, lambda m: len(bitstream(m)), target / 8,
+                                   rescale=rescale_steps_ if entropy else rescale_v_, grow=entropy)  # last mile
         log(f"target {target / 8:,.0f} bytes: steps scaled by {factor:.3f} -> {size:,} bytes")
         if not 0.5 <= factor <= 2:
             log(f"note: training missed the target by far; a {'smaller' if factor > 1 else 'larger'} --preset "
                 f"would meet it with better quality")
+        elif not entropy and size < 0.98 * target / 8:
+            log(f"note: the file ends {100 * (1 - 8 * size / target):.0f}% under the target: the SBS search chose "
+                f"narrower widths and pruned more than the target allows to grow back; a larger --preset or "
+                f"--quant entropy would spend it")
     elif options.quant == "uniform" and (target := options.target_bits(pixels)) is not None:
         log(f"target {target / 8:,.0f} bytes: uniform quantization only picks the model size for it (with --preset auto); "
-            f"--quant entropy or sbs meet it within 2%")
+            f"--quant entropy meets it within 2%, sbs from above")
     estimate = file_bytes_estimate(model) if options.quant == "entropy" else None
     data_bytes = bitstream(model)  # quantize, code
     atomic_write_bytes(output_path, data_bytes)  # write

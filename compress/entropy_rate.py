@@ -116,16 +116,17 @@ class EntropyHook(TrainingHook):
 
 def fit_to_size(model: nn.Module, size: Callable[[nn.Module], int], target: float, rtol: float = 0.02,
                 iters: int = 20, max_factor: float = 64.0,
-                rescale: Callable[[nn.Module, float], None] = rescale_steps_) -> tuple[float, int]:
+                rescale: Callable[[nn.Module, float], None] = rescale_steps_, grow: bool = True) -> tuple[float, int]:
     """Last-mile rate control: scale every step by one factor so that ``size(model)`` (bytes) lands within
     ``rtol`` of ``target``, by bisection on the factor's log; leaves the model at the best factor found.
 
     A no-op when the model already fits. Returns ``(factor, bytes)``; the closest size reached if the target
     is out of reach within ``[1/max_factor, max_factor]``. ``rescale(model, factor)`` multiplies the steps
-    (default: the entropy quantizers'; ``compress.sbs_rate.rescale_v_`` for SBS).
+    (default: the entropy quantizers'; ``compress.sbs_rate.rescale_v_`` for SBS). ``grow=False``: only ever
+    shrink the file (SBS: finer steps at fixed widths clip, and measured files got smaller, not larger).
     """
     current = size(model)
-    if abs(current / target - 1) <= rtol:
+    if abs(current / target - 1) <= rtol or (not grow and current < target):
         return 1.0, current
     applied = 0.0  # log of the factor now in the model
     lo, hi = -math.log(max_factor), math.log(max_factor)
