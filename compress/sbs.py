@@ -428,8 +428,11 @@ class SBSQuant(nn.Module):
         qbits = bits + 1 if self.grid == "paper" else bits  # |m| <= 2**(qbits-1) - 1 (compress.quantize)
         return m.to(torch.int32), self._scale(bits).reshape(1), qbits
 
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        if prefix + "v" in state_dict and prefix + "log_v" not in state_dict:  # a checkpoint with a plain v
+            v = state_dict.pop(prefix + "v")
+            state_dict[prefix + "log_v"] = torch.log(v.abs().clamp_min(1e-12)) / V_SPEED
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if self.frozen and int(self.frozen_bits) not in self.candidates:
             raise ValueError(f"SBSQuant: expected frozen_bits in {self.candidates} (or 0), got {int(self.frozen_bits)}")
         if self.frozen:  # a resumed QAT stage must build the same optimizer as the interrupted one

@@ -440,3 +440,17 @@ def test_rescaled_v_codes_coarser_symbols_and_gates_stay_reopenable() -> None:
         qs[1].alpha_p.fill_(-1.0)
     reopenable_(searching)
     assert float(qs[0].alpha.max()) == 0.5 and float(qs[1].alpha_p) == 0.0
+
+
+def test_a_state_dict_with_a_plain_v_loads_as_log_v() -> None:
+    model = make(12)
+    sbs_(model, SBSConfig())
+    state = model.state_dict()
+    key = next(k for k in state if k.endswith(".log_v"))
+    old = {(k[:-len("log_v")] + "v" if k.endswith(".log_v") else k): v for k, v in state.items()}
+    old[key[:-len("log_v")] + "v"] = torch.tensor(0.25)
+    fresh = make(12)
+    sbs_(fresh, SBSConfig())
+    fresh.load_state_dict(old)
+    q = fresh.get_submodule(key[:-len(".log_v")])
+    assert isinstance(q, SBSQuant) and float(q._v()) == pytest.approx(0.25, rel=1e-5)
