@@ -130,7 +130,7 @@ class EncodeOptions:
         entropy learns steps and entropy models with the rate in the loss in the prune stage (noise proxy, no
         magnitude pruning: the rate term zeroes weights) and rounds hard in the QAT stage.
 
-        ``side_bits(model)``: the file's bits besides the symbols' payloads (entropy rate control).
+        ``side_bits(model)``: the file's bits besides the symbols' payloads (the entropy and SBS controllers).
         """
         if self.quant == "sbs":
             config = SBSConfig()
