@@ -9,8 +9,8 @@ width gates so that their surrogates see what each width step costs::
     ``"coded"`` (default): the entropy-coded bits of the kept symbols at width b: their empirical
         self-information in value (within 0.5% of the bitstream's payload in tests/compress/test_sbs.py), the
         gradient of a fitted discrete Laplace through the STE symbols (it reaches ``v`` and the weights).
-        DESIGN §5 asks for "the coded bits"; measured on carphone against the nominal count in the closing
-        notes of issue 4.
+        DESIGN §5 asks for "the coded bits"; measured on carphone against uniform quantization in the
+        closing notes of issue 4.
     ``"nominal"``: the paper's count, kept elements × b (before entropy coding, which writes fewer bits).
 Side information and non-SBS tensors are excluded. The value is exact for the hard gates; the gradient reaches
 the thresholds, ``v`` and the weights through the gates' sigmoid surrogates.
