@@ -69,6 +69,7 @@ GRIDS = ("paper", "midtread")
 RATES = ("coded", "nominal")
 LAPLACE_SCALE_MIN = 0.05  # symbols: the rate model's scale never collapses onto a point mass
 V_SPEED = 10.0  # v = exp(V_SPEED * log_v): Adam moves v by ~V_SPEED·lr relative per step (see SBSQuant)
+GATE_SPEED = 0.1  # thresholds α = GATE_SPEED · α_raw: Adam moves them by ~GATE_SPEED·lr per step (see SBSQuant)
 _FP16_MAX = 65504.0
 
 
@@ -203,11 +204,15 @@ class SBSQuant(nn.Module):
         prune_temperature: see ``SBSConfig``.
         v_init: initial clipping range v.
 
-    Learnable: ``log_v`` (0-D, ``v = exp(V_SPEED·log_v)``), ``alpha`` (one threshold per width step),
-    ``alpha_p`` (0-D). Buffers: ``frozen_bits`` (0 while searching, else the fixed width) and ``frozen_keep``
-    (the fixed group mask). v is stored as a sped-up logarithm, as ``compress.entropy_quant`` stores its steps,
-    so that it moves by the same relative amount per step whatever its scale, fast enough for the rate term to
-    trade step size within one search stage.
+    Learnable: ``log_v`` (0-D, ``v = exp(V_SPEED·log_v)``), ``alpha_raw`` (one threshold per width step) and
+    ``alpha_p_raw`` (0-D): the thresholds ``alpha`` and ``alpha_p`` over ``GATE_SPEED``. Buffers: ``frozen_bits``
+    (0 while searching, else the fixed width) and ``frozen_keep`` (the fixed group mask). v is stored as a
+    sped-up logarithm, as ``compress.entropy_quant`` stores its steps, so that it moves by the same relative amount per step whatever its scale, fast enough for the rate term to
+    trade step size within one search stage. The thresholds are stored slowed down instead: Adam moves a
+    parameter by ~lr per step whatever its gradient's size, and the distortion's gradient on a threshold is mostly
+    noise, so at the encoder's lr (1e-2) stored plainly they random-walked across their whole range within one
+    search and pruned ~40% of the weights whatever λ (measured on carphone, issue 4); slowed down 10x the
+    noise's walk shrinks 10x while a steady rate gradient still crosses the range within a search.
     """
 
     def __init__(self, shape: tuple[int, ...], axis: int | None, candidates: tuple[int, ...] = (2, 4, 8),
@@ -223,8 +228,8 @@ class SBSQuant(nn.Module):
             raise ValueError(f"SBSQuant: rate: expected one of {RATES}, got {rate!r}")
         self.rate_kind = rate
         self.log_v = nn.Parameter(torch.tensor(math.log(float(v_init)) / V_SPEED))
-        self.alpha = nn.Parameter(torch.full((len(candidates) - 1,), float(init_threshold)))
-        self.alpha_p = nn.Parameter(torch.tensor(float(init_prune_threshold)), requires_grad=prune)
+        self.alpha_raw = nn.Parameter(torch.full((len(candidates) - 1,), float(init_threshold) / GATE_SPEED))
+        self.alpha_p_raw = nn.Parameter(torch.tensor(float(init_prune_threshold) / GATE_SPEED), requires_grad=prune)
         channels = 1 if self.axis is None else self.shape[self.axis]
         gsize = channels if self.axis is None else group_size
         self.n_groups = max(1, math.ceil(channels / gsize))
@@ -242,11 +247,29 @@ class SBSQuant(nn.Module):
     def frozen(self) -> bool:
         return int(self.frozen_bits) != 0
 
+    @property
+    def alpha(self) -> torch.Tensor:
+        """The width gates' thresholds (steps of the coarser grid), with gradient to ``alpha_raw``."""
+        return self.alpha_raw * GATE_SPEED
+
+    @property
+    def alpha_p(self) -> torch.Tensor:
+        """The pruning threshold (units of v), with gradient to ``alpha_p_raw``."""
+        return self.alpha_p_raw * GATE_SPEED
+
+    @torch.no_grad()
+    def set_thresholds(self, alpha: float | list[float] | None = None, alpha_p: float | None = None) -> None:
+        """Set the thresholds in their own units (``alpha``: one value for all width steps, or one per step)."""
+        if alpha is not None:
+            self.alpha_raw.copy_(torch.as_tensor(alpha, dtype=torch.float32) / GATE_SPEED)
+        if alpha_p is not None:
+            self.alpha_p_raw.fill_(float(alpha_p) / GATE_SPEED)
+
     def _v(self) -> torch.Tensor:
         return torch.exp(self.log_v * V_SPEED).clamp(1e-12, _FP16_MAX)
 
-    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        u = (x.float() / self._v()).clamp(-1.0, 1.0)
+    def _normalise(self, x: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
+        u = (x.float() / (self._v() if v is None else v)).clamp(-1.0, 1.0)
         return (u + 1.0) * 0.5 if self.grid == "paper" else u
 
     def _target(self, u: torch.Tensor, bits: int) -> torch.Tensor:
@@ -292,10 +315,14 @@ class SBSQuant(nn.Module):
         if self.frozen:  # one width: its levels directly (equal to the nested ones but for exact ties)
             t = self._target(u, c[level])
             return _State(level, [t] * level + [torch.round(t.detach())], [t] * (level + 1), gates, keep, keep_hard)
+        # the width gates' statistics see v as a constant, like the pruning statistic: else the rate term closes a
+        # gate by growing v until the residuals vanish: v ran away until whole tensors rounded to zero (measured on
+        # carphone, even without the symbols' rate gradient: 8.8 KB at 30.7 dB for a 16.3 KB target)
+        u_stat = self._normalise(x, self._v().detach())
         prev_units = 0
         for i, b in enumerate(c[: level + 1]):
             units = _units(b, self.grid)
-            t = self._target(u, b)  # with grad (for the gate statistic)
+            t = self._target(u, b)  # with grad through v and the weights (for the coded rate's surrogate)
             if i == 0:
                 k = torch.round(t.detach())
             else:
@@ -303,7 +330,8 @@ class SBSQuant(nn.Module):
                 base = ks[-1] * r
                 k = base + torch.round(t.detach() - base)
                 if not self.frozen:
-                    e = ((t / r - ks[-1]).square().mean() + 1e-12).sqrt()  # rms(z - z_prev) / s_prev
+                    t_stat = self._target(u_stat, b)
+                    e = ((t_stat / r - ks[-1]).square().mean() + 1e-12).sqrt()  # rms(z - z_prev) / s_prev
                     g = _ste_gate(e, self.alpha[i - 1], self.temperature)
                     gates.append(g if not gates else gates[-1] * g)
             ks.append(k)
@@ -395,7 +423,8 @@ class SBSQuant(nn.Module):
         return out
 
     def _cache_key(self, x: torch.Tensor) -> tuple:
-        return (x._version, torch.is_grad_enabled(), self.log_v._version, self.alpha._version, self.alpha_p._version,
+        return (x._version, torch.is_grad_enabled(), self.log_v._version, self.alpha_raw._version,
+                self.alpha_p_raw._version,
                 self.frozen_bits._version, self.frozen_keep._version)
 
     def __getstate__(self) -> dict:  # deepcopy/pickle: never carry the cached graph
@@ -415,8 +444,8 @@ class SBSQuant(nn.Module):
         bits, keep = self.choice(x)
         self.frozen_bits.fill_(bits)
         self.frozen_keep.copy_(keep)
-        self.alpha.requires_grad_(False)
-        self.alpha_p.requires_grad_(False)
+        self.alpha_raw.requires_grad_(False)
+        self.alpha_p_raw.requires_grad_(False)
 
     @torch.no_grad()
     def export(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -432,12 +461,15 @@ class SBSQuant(nn.Module):
         if prefix + "v" in state_dict and prefix + "log_v" not in state_dict:  # a checkpoint with a plain v
             v = state_dict.pop(prefix + "v")
             state_dict[prefix + "log_v"] = torch.log(v.abs().clamp_min(1e-12)) / V_SPEED
+        for name in ("alpha", "alpha_p"):  # a checkpoint with plain thresholds
+            if prefix + name in state_dict and prefix + name + "_raw" not in state_dict:
+                state_dict[prefix + name + "_raw"] = state_dict.pop(prefix + name) / GATE_SPEED
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         if self.frozen and int(self.frozen_bits) not in self.candidates:
             raise ValueError(f"SBSQuant: expected frozen_bits in {self.candidates} (or 0), got {int(self.frozen_bits)}")
         if self.frozen:  # a resumed QAT stage must build the same optimizer as the interrupted one
-            self.alpha.requires_grad_(False)
-            self.alpha_p.requires_grad_(False)
+            self.alpha_raw.requires_grad_(False)
+            self.alpha_p_raw.requires_grad_(False)
 
     def extra_repr(self) -> str:
         return (f"shape={self.shape}, axis={self.axis}, candidates={self.candidates}, grid={self.grid!r}, "

@@ -1,4 +1,4 @@
-"""SBS rate term R, the objective L + λ·log R, λ tuning, and the training hook.
+"""SBS rate term R, the objective L + λ·log(R + S), λ tuning, and the training hook.
 
 For an INR the weights are the bitstream, so R is the size of the SBS-quantized tensors, written through the
 width gates so that their surrogates see what each width step costs::
@@ -12,8 +12,9 @@ width gates so that their surrogates see what each width step costs::
         DESIGN §5 asks for "the coded bits"; measured on carphone against uniform quantization in the
         closing notes of issue 4.
     ``"nominal"``: the paper's count, kept elements × b (before entropy coding, which writes fewer bits).
-Side information and non-SBS tensors are excluded. The value is exact for the hard gates; the gradient reaches
-the thresholds, ``v`` and the weights through the gates' sigmoid surrogates.
+Side information and non-SBS tensors are excluded from R; the objective adds them back as S, the file's other bits
+(see ``sbs_loss``). The value is exact for the hard gates; the gradient reaches the thresholds and the weights
+through the gates' sigmoid surrogates (the gates' statistics take v as a constant), and v through the symbols.
 
 Example::
 
@@ -37,7 +38,7 @@ from compress.entropy_rate import steer
 from compress.hooks import PLUGINS, HookContext, TrainingHook
 from compress.prune import FilterFn
 from compress.quantize import AxisFn
-from compress.sbs import V_SPEED, SBSConfig, coded_bits, freeze_gates_, sbs_, sbs_tensors
+from compress.sbs import GATE_SPEED, V_SPEED, SBSConfig, coded_bits, freeze_gates_, sbs_, sbs_tensors
 
 __all__ = ["SBSHook", "bisect_lambda", "rate_bits", "reopenable_", "rescale_v_", "sbs_loss", "tensor_bits"]
 
@@ -71,8 +72,8 @@ def reopenable_(model: nn.Module) -> None:
     has no gradient left, and a gate the rate term closed early in the search could never reopen (measured:
     SBS files landed at half their --target-size)."""
     for _, _, _, q, _ in sbs_tensors(model):
-        q.alpha.clamp_(0.0, ALPHA_MAX)
-        q.alpha_p.clamp_(0.0, ALPHA_P_MAX)
+        q.alpha_raw.clamp_(0.0, ALPHA_MAX / GATE_SPEED)
+        q.alpha_p_raw.clamp_(0.0, ALPHA_P_MAX / GATE_SPEED)
 
 
 @torch.no_grad()
@@ -91,9 +92,17 @@ def tensor_bits(model: nn.Module) -> list[float]:
     return [float(r) for r in tensor_rates(model)]
 
 
-def sbs_loss(distortion: torch.Tensor, model: nn.Module, lam: float) -> torch.Tensor:
-    """``distortion + lam * log(R)`` with R = ``rate_bits(model)`` (clamped to >= 1 bit), in distortion's dtype."""
-    r = rate_bits(model).clamp_min(1.0)
+def sbs_loss(distortion: torch.Tensor, model: nn.Module, lam: float, side_bits: float = 0.0) -> torch.Tensor:
+    """``distortion + lam * log(R + side_bits)`` with R = ``rate_bits(model)``, in distortion's dtype.
+
+    ``side_bits``: the file's other bits (headers, scales, tensors outside SBS). With the coded rate R can reach 0
+    (a v large enough rounds every symbol to zero) and log R pays the same for every halving, so the search could
+    run to nothing (measured on carphone, λ 0.1, while v also took the gates' gradient: 655 bytes at 17.3 dB); the
+    file's size is bounded below and is what the user pays for. The sum is clamped to >= 1 bit.
+    """
+    if not (math.isfinite(side_bits) and side_bits >= 0):
+        raise ValueError(f"sbs_loss: side_bits: expected a finite number >= 0, got {side_bits!r}")
+    r = (rate_bits(model) + side_bits).clamp_min(1.0)
     return distortion + (lam * torch.log(r)).to(distortion.dtype)
 
 
@@ -121,11 +130,11 @@ def bisect_lambda(run: Callable[[float], float], target_bits: float, lo: float =
 
 @PLUGINS.register("sbs")
 class SBSHook(TrainingHook):
-    """Attach SBS at ``stage``, add λ·log R during it, optionally steer λ to a target rate, freeze at its end.
+    """Attach SBS at ``stage``, add λ·log(R + side) during it, optionally steer λ to a target, freeze at its end.
 
     Args:
         config: the search space; default ``SBSConfig()``.
-        lam: λ of ``L + λ·log R`` (initial value when ``target_bits`` is set).
+        lam: λ of ``L + λ·log(R + side)`` (initial value when ``target_bits`` is set); see ``sbs_loss``.
         stage: the search stage (``transform_model`` attaches SBS when it is entered; ``on_stage_end`` freezes).
         target_bits: if given, after each step ``λ ← λ·((R + side)/target)**gain`` (clamped to ``lam_bounds``):
             a multiplicative integral controller on the file size R + ``side_bits``. For a bpp target pass
@@ -134,8 +143,8 @@ class SBSHook(TrainingHook):
         lam_bounds: (min, max) of λ.
         freeze: freeze the gates at the end of ``stage`` (training then continues as QAT with fixed widths).
         side_bits: ``side_bits(model) -> float``: the file's bits besides R (headers, names, scales, tensors
-            outside SBS), for the controller; measured every ``SIDE_EVERY`` steps. Default 0.
-        rate_after: a later stage (QAT) that keeps λ·log R with the widths frozen. With the coded rate the
+            outside SBS), for the objective and the controller; measured every ``SIDE_EVERY`` steps. Default 0.
+        rate_after: a later stage (QAT) that keeps the rate term with the widths frozen. With the coded rate the
             term still moves ``v`` and the weights there; without it QAT refines ``v`` for distortion alone and
             the file grows past what the search chose.
         filter_fn, axis_fn: passed to ``sbs_``.
@@ -166,7 +175,7 @@ class SBSHook(TrainingHook):
         return model
 
     def _rate_on(self, ctx: HookContext | None) -> bool:
-        """Whether λ·log R is in the loss now: the search, and ``rate_after`` once frozen."""
+        """Whether the rate term is in the loss now: the search, and ``rate_after`` once frozen."""
         if ctx is None:
             return False
         return ctx.stage == self.stage and not self.frozen or ctx.stage == self.rate_after and self.frozen
@@ -174,9 +183,9 @@ class SBSHook(TrainingHook):
     def extra_loss(self, model: nn.Module, batch: Any, output: Any, ctx: HookContext) -> torch.Tensor | None:
         if not self._rate_on(ctx) or self.lam == 0:
             return None
-        r = rate_bits(model).clamp_min(1.0)
+        r = rate_bits(model)
         self.last_bits = float(r.detach())
-        return (self.lam * torch.log(r)).float()
+        return (self.lam * torch.log((r + self.side_bits).clamp_min(1.0))).float()  # see sbs_loss
 
     def on_step_end(self, step: int, model: nn.Module, ctx: HookContext) -> None:
         if not self._rate_on(ctx):
@@ -184,9 +193,9 @@ class SBSHook(TrainingHook):
         self.steps += 1
         if not self.frozen:
             reopenable_(model)
+        if self.side_bits_fn is not None and self.steps % SIDE_EVERY == 1:
+            self.side_bits = float(self.side_bits_fn(model))
         if self.target_bits is not None and self.last_bits is not None:
-            if self.side_bits_fn is not None and self.steps % SIDE_EVERY == 1:
-                self.side_bits = float(self.side_bits_fn(model))
             self.lam = steer(self.lam, self.last_bits + self.side_bits, self.target_bits, self.gain, self.lam_bounds)
 
     def on_stage_end(self, stage: str, model: nn.Module, ctx: HookContext) -> None:

@@ -134,8 +134,8 @@ def test_gradients_reach_v_weights_and_thresholds() -> None:
         orig = module.parametrizations[pname].original
         assert orig.grad is not None and orig.grad.abs().sum() > 0
         assert q.log_v.grad is not None and q.log_v.grad.abs() > 0
-        assert q.alpha.grad is not None and bool((q.alpha.grad != 0).all()), pname
-    pruned_any = [q for *_, q, _ in sbs_tensors(model) if q.alpha_p.grad is not None and q.alpha_p.grad != 0]
+        assert q.alpha_raw.grad is not None and bool((q.alpha_raw.grad != 0).all()), pname
+    pruned_any = [q for *_, q, _ in sbs_tensors(model) if q.alpha_p_raw.grad is not None and q.alpha_p_raw.grad != 0]
     assert pruned_any  # α_p gets gradient (sigmoid surrogate) where groups are near the threshold
 
 
@@ -168,8 +168,7 @@ def test_export_equals_eval_forward_and_survives_the_bitstream(grid: str) -> Non
     prune_(model, PruneConfig(ratio=0.2))  # SBS stacks on a Mask
     sbs_(model, SBSConfig(grid=grid, init_prune_threshold=0.15), axis_fn=grid_axis,
          filter_fn=lambda mn, m, pn, p: pn != "bias")
-    with torch.no_grad():
-        model.fc1.parametrizations.weight[1].alpha.fill_(0.5)  # fc1 at 2 bits
+    model.fc1.parametrizations.weight[1].set_thresholds(alpha=0.5)  # fc1 at 2 bits
     model.eval()
     qts = export_sbs(model, fallback=QuantConfig(bits=6))
     assert [qt.name for qt in qts] == [n for n, _ in make().named_parameters()]
@@ -200,9 +199,8 @@ def test_export_equals_eval_forward_and_survives_the_bitstream(grid: str) -> Non
 def test_rate_bits_matches_chosen_widths() -> None:
     model = make(4)
     sbs_(model, SBSConfig(group_size=2, init_prune_threshold=0.3, rate="nominal"), axis_fn=grid_axis)
-    with torch.no_grad():
-        model.dw.parametrizations.weight[0].alpha.fill_(0.5)
-        model.fc2.parametrizations.weight[0].alpha[1] = 0.5
+    model.dw.parametrizations.weight[0].set_thresholds(alpha=0.5)
+    model.fc2.parametrizations.weight[0].set_thresholds(alpha=[0.01, 0.5])
     widths = chosen_widths(model)
     assert {b for b, _ in widths.values()} >= {2, 4, 8}
     assert any(0 < f < 1 for _, f in widths.values())
@@ -223,7 +221,7 @@ def test_rate_reuses_the_forward_gates_only_while_valid() -> None:
     for q in qs:
         q._rate_cache = None
     fresh = rate_bits(model)
-    params = [q.alpha for q in qs] + [q.alpha_p for q in qs] + [model.fc1.parametrizations.weight.original]
+    params = [q.alpha_raw for q in qs] + [q.alpha_p_raw for q in qs] + [model.fc1.parametrizations.weight.original]
     g1 = torch.autograd.grad(cached, params, allow_unused=True)
     g2 = torch.autograd.grad(fresh, params, allow_unused=True)
     assert float(cached.detach()) == float(fresh.detach())
@@ -274,7 +272,7 @@ def test_freeze_fixes_widths_and_qat_keeps_them() -> None:
     with torch.no_grad():
         assert torch.equal(model(), before)  # freezing does not change the values
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    assert not any(q.alpha.requires_grad or q.alpha_p.requires_grad for *_, q, _ in sbs_tensors(model))
+    assert not any(q.alpha_raw.requires_grad or q.alpha_p_raw.requires_grad for *_, q, _ in sbs_tensors(model))
     for _ in range(5):
         opt.zero_grad()
         (model() - 1).square().mean().backward()
@@ -435,22 +433,28 @@ def test_rescaled_v_codes_coarser_symbols_and_gates_stay_reopenable() -> None:
     searching = make(11)
     sbs_(searching, SBSConfig())
     qs = [q for *_, q, _ in sbs_tensors(searching)]
-    with torch.no_grad():
-        qs[0].alpha.fill_(3.0)
-        qs[1].alpha_p.fill_(-1.0)
+    qs[0].set_thresholds(alpha=3.0)
+    qs[1].set_thresholds(alpha_p=-1.0)
     reopenable_(searching)
-    assert float(qs[0].alpha.detach().max()) == 0.5 and float(qs[1].alpha_p.detach()) == 0.0
+    assert float(qs[0].alpha.detach().max()) == pytest.approx(0.5) and float(qs[1].alpha_p.detach()) == 0.0
 
 
-def test_a_state_dict_with_a_plain_v_loads_as_log_v() -> None:
+def test_a_state_dict_of_an_earlier_version_loads() -> None:
     model = make(12)
     sbs_(model, SBSConfig())
     state = model.state_dict()
     key = next(k for k in state if k.endswith(".log_v"))
-    old = {(k[:-len("log_v")] + "v" if k.endswith(".log_v") else k): v for k, v in state.items()}
-    old[key[:-len("log_v")] + "v"] = torch.tensor(0.25)
+    renamed = {".log_v": ".v", ".alpha_raw": ".alpha", ".alpha_p_raw": ".alpha_p"}  # the names of earlier versions
+    old = {}
+    for k, v in state.items():
+        suffix = next((s for s in renamed if k.endswith(s)), None)
+        old[k[:-len(suffix)] + renamed[suffix] if suffix else k] = v
+    prefix = key[:-len("log_v")]
+    old[prefix + "v"], old[prefix + "alpha"], old[prefix + "alpha_p"] = (torch.tensor(0.25), torch.tensor([0.3, 0.4]),
+                                                                        torch.tensor(0.2))
     fresh = make(12)
     sbs_(fresh, SBSConfig())
     fresh.load_state_dict(old)
     q = fresh.get_submodule(key[:-len(".log_v")])
     assert isinstance(q, SBSQuant) and float(q._v().detach()) == pytest.approx(0.25, rel=1e-5)
+    assert q.alpha.detach().tolist() == pytest.approx([0.3, 0.4]) and float(q.alpha_p.detach()) == pytest.approx(0.2)
