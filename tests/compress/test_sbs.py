@@ -458,3 +458,38 @@ def test_a_state_dict_of_an_earlier_version_loads() -> None:
     q = fresh.get_submodule(key[:-len(".log_v")])
     assert isinstance(q, SBSQuant) and float(q._v().detach()) == pytest.approx(0.25, rel=1e-5)
     assert q.alpha.detach().tolist() == pytest.approx([0.3, 0.4]) and float(q.alpha_p.detach()) == pytest.approx(0.2)
+
+
+def test_gate_statistics_take_v_as_a_constant() -> None:
+    """The nominal rate depends on v only through the gates' statistics: it must give v no gradient (else the rate
+    term closes gates by growing v until whole tensors round to zero), while the thresholds and weights get one."""
+    model = make(13)
+    sbs_(model, SBSConfig(rate="nominal", init_threshold=0.3, init_prune_threshold=0.2), axis_fn=grid_axis)
+    rate_bits(model).backward()
+    qs = [(module.parametrizations[pname].original, q) for _, module, pname, q, _ in sbs_tensors(model)]
+    assert all(q.log_v.grad is None or float(q.log_v.grad) == 0 for _, q in qs)
+    assert any(q.alpha_raw.grad is not None and bool((q.alpha_raw.grad != 0).any()) for _, q in qs)
+    assert any(w.grad is not None and float(w.grad.abs().sum()) > 0 for w, _ in qs)
+
+
+def test_objective_counts_the_side_bits() -> None:
+    model = make(14)
+    sbs_(model, SBSConfig())
+    r = bits_of(model)
+    d = torch.tensor(0.5)
+    alone, side = sbs_loss(d, model, 0.1), sbs_loss(d, model, 0.1, side_bits=3 * r)
+    assert float(alone.detach()) == pytest.approx(0.5 + 0.1 * np.log(r), rel=1e-6)
+    assert float(side.detach()) == pytest.approx(0.5 + 0.1 * np.log(4 * r), rel=1e-6)
+    w = model.fc1.parametrizations.weight.original
+    (g_alone,) = torch.autograd.grad(alone, [w], retain_graph=True)  # both reuse the last forward's gates
+    (g_side,) = torch.autograd.grad(side, [w])
+    assert torch.allclose(g_side, g_alone / 4, rtol=1e-4, atol=1e-12)  # d log(R + S) = dR / (R + S)
+    with pytest.raises(ValueError, match="side_bits"):
+        sbs_loss(d, model, 0.1, side_bits=-1.0)
+    # the hook measures the side bits without a target too, and puts them in its objective
+    hook = SBSHook(SBSConfig(), lam=0.1, stage="prune", side_bits=lambda m: 3 * r)
+    ctx = HookContext(stage="prune", step=0, total_steps=2, epoch=0)
+    hook.extra_loss(model, None, None, ctx)
+    hook.on_step_end(0, model, ctx)
+    assert hook.side_bits == 3 * r
+    assert float(hook.extra_loss(model, None, None, ctx).detach()) == pytest.approx(0.1 * np.log(4 * r), rel=1e-6)
