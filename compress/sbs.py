@@ -207,8 +207,9 @@ class SBSQuant(nn.Module):
     Learnable: ``log_v`` (0-D, ``v = exp(V_SPEED·log_v)``), ``alpha_raw`` (one threshold per width step) and
     ``alpha_p_raw`` (0-D): the thresholds ``alpha`` and ``alpha_p`` over ``GATE_SPEED``. Buffers: ``frozen_bits``
     (0 while searching, else the fixed width) and ``frozen_keep`` (the fixed group mask). v is stored as a
-    sped-up logarithm, as ``compress.entropy_quant`` stores its steps, so that it moves by the same relative amount per step whatever its scale, fast enough for the rate term to
-    trade step size within one search stage. The thresholds are stored slowed down instead: Adam moves a
+    sped-up logarithm, as ``compress.entropy_quant`` stores its steps, so that it moves by the same relative
+    amount per step whatever its scale, fast enough for the rate term to trade step size within one search
+    stage. The thresholds are stored slowed down instead: Adam moves a
     parameter by ~lr per step whatever its gradient's size, and the distortion's gradient on a threshold is mostly
     noise, so at the encoder's lr (1e-2) a plainly stored threshold can walk ~lr·√steps ≈ 0.4 in a 1,800-step
     search, its whole range (searches stored so ended with 40-49% zeros whatever λ on carphone). Slowed down 10x,

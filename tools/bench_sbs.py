@@ -4,8 +4,10 @@
     python tools/bench_sbs.py --preset s --epochs 150 --jobs 2 --out runs/bench_sbs
 
 Uniform QAT at 8, 6 and 4 bits, then SBS steered (``--target-bpp``) to the rates the uniform points reached, so
-each SBS point sits at a matched file size. Prints bytes, PSNR-YUV, each SBS file's width histogram and pruned
-fraction, and the BD-rate of SBS against every uniform curve (pchip, 3 points). Resumable: points are sweep jobs.
+each SBS point sits at a matched file size, plus SBS at the default λ with no target (what ``--quant sbs`` does
+alone: a lower rate, so the SBS curve overlaps the uniform one further). Prints bytes, PSNR-YUV, each SBS file's
+width histogram and pruned fraction, and the BD-rate of SBS against the uniform curve (pchip and Akima, at least
+3 points on each front). Resumable: points are sweep jobs.
 """
 from __future__ import annotations
 
@@ -40,15 +42,16 @@ def main() -> int:
     urecs = sorted(load_records(ujobs)["carphone"]["uniform"], key=lambda r: r["bpp"])
     sbs = [(f"sbs{i}", dataclasses.asdict(EncodeOptions(**base, quant="sbs", target_bpp=round(r["bpp"], 5))))
            for i, r in enumerate(urecs)]
+    sbs.append(("sbs-default", dataclasses.asdict(EncodeOptions(**base, quant="sbs"))))
     sjobs = plan(seqs, out, sbs, {}, name="sbs")
     run_jobs(sjobs, args.jobs)
     srecs = sorted(load_records(sjobs)["carphone"]["sbs"], key=lambda r: r["bpp"])
-    print(f"\n{'point':<6} {'bytes':>7} {'bpp':>8} {'PSNR-YUV':>9}  widths (tensors per bits) / pruned")
+    print(f"\n{'point':<11} {'bytes':>7} {'bpp':>8} {'PSNR-YUV':>9}  widths (tensors per bits) / pruned")
     for r in urecs + srecs:
         desc = describe_file(out / "points" / "carphone" / r["codec"] / f"{r['point']}.bin")
         hist = collections.Counter(t["bits"] for t in desc["tensors"])
         zeros = sum(t["zero_fraction"] * t["numel"] for t in desc["tensors"]) / max(1, sum(t["numel"] for t in desc["tensors"]))
-        print(f"{r['point']:<6} {r['bytes']:>7,} {r['bpp']:>8.4f} {r['psnr-yuv']:>9.2f}  "
+        print(f"{r['point']:<11} {r['bytes']:>7,} {r['bpp']:>8.4f} {r['psnr-yuv']:>9.2f}  "
               f"{dict(sorted(hist.items()))} / {100 * zeros:.1f}% zeros")
     print(f"BD-rate of SBS vs uniform {{8,6,4}}-bit curve (PSNR-YUV): "
           f"{records_bd_rate(urecs, srecs, min_points=3).summary()}")
