@@ -33,6 +33,9 @@ from .video import Video, read_video
 QUANTIZERS = ("uniform", "sbs", "entropy")
 DEFAULT_LAMBDA = {"uniform": 0.0, "sbs": 0.1, "entropy": 5.0}  # --lambda when not given, per quantizer
 SBS_TARGET_START_LAMBDA = 1e-3  # sbs with a target and no --lambda: where the controller starts
+# ...and the most it may raise λ to (3x the default): uncapped, one search for an 11 KB target on carphone ran
+# away to 1.2 KB at 17.4 dB; a target below what this λ reaches is met by the last-mile scaling of v instead
+SBS_TARGET_MAX_LAMBDA = 0.3
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
 # --preset auto with a target: a parameter budget the target gives ~this many bits each. tools/bench_rd.py
 # (carphone, preset m): lambda 50 / 20 / 8 / 3 -> 1.6 / 2.9 / 4.3 / 5.4 bits per parameter; the middle trades best.
@@ -140,6 +143,7 @@ class EncodeOptions:
             # gates and prunes tensors early, and lands far below the target
             lam = SBS_TARGET_START_LAMBDA if target is not None and self.lam is None else self.rate_weight
             return [SBSHook(config, lam=lam, stage="prune", target_bits=target,
+                            lam_bounds=(1e-6, max(lam, SBS_TARGET_MAX_LAMBDA)),
                             axis_fn=quant_axis, rate_after="qat" if coded else None,
                             side_bits=side_bits if coded else None)]
         if self.quant == "entropy":

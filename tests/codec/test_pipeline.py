@@ -288,3 +288,19 @@ def test_auto_model_size_follows_the_target():
     assert large == pytest.approx(10 * small, rel=0.01)
     _, uniform = resolve_model_size(EncodeOptions(bits=8, target_size=40_000), pixels)  # ~7.7 bits per parameter
     assert 7 < 8 * 40_000 / uniform < 8
+
+
+def test_sbs_target_controller_is_capped():
+    """With a target the controller may raise λ only to SBS_TARGET_MAX_LAMBDA (uncapped, a search ran away to
+    nothing); an explicit larger --lambda stays the user's start."""
+    from codec.encoder import SBS_TARGET_MAX_LAMBDA
+    from compress.entropy_rate import steer
+
+    pixels = 176 * 144 * 120
+    (hook,) = dataclasses.replace(SBS, lam=None, target_bpp=0.01).quantizer_hooks(pixels)
+    assert hook.lam_bounds[1] == SBS_TARGET_MAX_LAMBDA and hook.lam < SBS_TARGET_MAX_LAMBDA
+    for _ in range(2000):  # a file forever 10x over its target
+        hook.lam = steer(hook.lam, 10 * hook.target_bits, hook.target_bits, hook.gain, hook.lam_bounds)
+    assert hook.lam == SBS_TARGET_MAX_LAMBDA
+    (explicit,) = dataclasses.replace(SBS, lam=2.0, target_bpp=0.01).quantizer_hooks(pixels)
+    assert explicit.lam == 2.0 and explicit.lam_bounds[1] == 2.0
