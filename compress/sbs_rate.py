@@ -98,7 +98,8 @@ def sbs_loss(distortion: torch.Tensor, model: nn.Module, lam: float, side_bits: 
     ``side_bits``: the file's other bits (headers, scales, tensors outside SBS). With the coded rate R can reach 0
     (a v large enough rounds every symbol to zero) and log R pays the same for every halving, so the search could
     run to nothing (measured on carphone, λ 0.1, while v also took the gates' gradient: 655 bytes at 17.3 dB); the
-    file's size is bounded below and is what the user pays for. The sum is clamped to >= 1 bit.
+    file's size is bounded below and is what the user pays for. It does not rule a collapse out: a large enough
+    λ still wins over the distortion (the encoder caps its target controller). The sum is clamped to >= 1 bit.
     """
     if not (math.isfinite(side_bits) and side_bits >= 0):
         raise ValueError(f"sbs_loss: side_bits: expected a finite number >= 0, got {side_bits!r}")
