@@ -31,6 +31,24 @@ def depthwise_conv_nhwc(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
 
 
+def conv_crop_nhwc(conv: nn.Conv2d, x: torch.Tensor, crop: tuple[slice, slice]) -> torch.Tensor:
+    """``depthwise_conv_nhwc(conv, x)[:, crop[0], crop[1]]``, computed as a valid conv of just what the crop reads.
+
+    Only the sides where the crop reaches the edge of ``x`` get zero rows (the 'same' padding of ``conv``), so a
+    patch's interior runs with no padding and no copy; the result is contiguous and its backward makes no
+    zero-filled full-size gradient (as slicing a full conv output would). Stride-1 square 'same' convs only.
+    """
+    p = conv.padding[0]
+    (ys, xs), (h, w) = crop, x.shape[1:3]
+    top, bottom, left, right = ys.start - p, ys.stop + p, xs.start - p, xs.stop + p
+    inner = x[:, max(top, 0):min(bottom, h), max(left, 0):min(right, w)]
+    pads = (0, 0, max(0, -left), max(0, right - w), max(0, -top), max(0, bottom - h))
+    if any(pads):
+        inner = F.pad(inner, pads)  # zeros where the whole map is zero-padded too
+    out = F.conv2d(inner.permute(0, 3, 1, 2), conv.weight, conv.bias, groups=conv.groups)
+    return out.permute(0, 2, 3, 1)
+
+
 class TemporalGrid(nn.Module):
     """HiNeRV's base feature grid: ``levels`` grids (T/2^l, H, W, C*2^l), interpolated in time, concatenated."""
 
@@ -108,10 +126,10 @@ class ConvNeXtBlock(nn.Module):
         A patch's outer ring is wrong after the zero-padded conv (its neighbours lie outside the patch), so
         the caller crops it here, before the MLP spends most of the block's work on it.
         """
-        y = depthwise_conv_nhwc(self.dwconv, x)
-        if crop is not None:
-            # contiguous: layer_norm would copy it anyway, and its backward would copy it again
-            x, y = x[:, crop[0], crop[1]], y[:, crop[0], crop[1]].contiguous()
+        if crop is None:
+            y = depthwise_conv_nhwc(self.dwconv, x)
+        else:
+            x, y = x[:, crop[0], crop[1]], conv_crop_nhwc(self.dwconv, x, crop)
         y = F.layer_norm(y, y.shape[-1:])
         y = self.fc2(F.gelu(self.fc1(y)))
         return x + y if self.residual else y

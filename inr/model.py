@@ -21,16 +21,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .config import HiNeRVConfig
 from .kernels import KERNEL_MODES, resolve_kernels, upsample_add_encoding
 from .layers import ConvNeXtBlock, HierarchicalEncoding, TemporalGrid, depthwise_conv_nhwc
-from .regions import Region, crop_to, grow, plan_regions
+from .regions import Region, RenderPlan, crop_to, grow, plan_regions
 
 
 # Below this many output pixels a stage's fused kernel loses to PyTorch (launch overhead): measured on an H200,
 # 122x122 patches 1.0x, 135x240 frames 1.25x-3.3x (tools/bench_kernels.py). 'auto' keeps PyTorch there.
 FUSED_MIN_PIXELS = 128 * 128
+
+# On a CPU the batch is rendered in chunks whose largest activation stays within this many bytes: glibc serves
+# bigger blocks with mmap (its threshold tops out at 32 MiB) and hands them back on free, so every step would
+# fault them in afresh, page by page. hinerv-s-240 (8 patches of 120x120, largest tensor 37 MB): ~120k minor
+# faults a step at random patch positions; in 2 chunks ~10k and 1.3-1.4x faster (tools/bench_train.py).
+CPU_CHUNK_BYTES = 32 << 20
 
 
 class Stage(nn.Module):
@@ -64,6 +71,7 @@ class HiNeRV(nn.Module):
         self.head = nn.Linear(c.channels[-1], c.out_channels)
         self.sizes = c.stage_sizes()
         self.kernels = "auto"  # 'auto' | 'triton' | 'torch': how upsampling + encoding run (not in the bitstream)
+        self.chunk_bytes = CPU_CHUNK_BYTES  # on a CPU, the largest map a batch chunk may make (0: one pass)
 
     def set_kernels(self, mode: str) -> "HiNeRV":
         """Choose the upsample + hierarchical-encoding implementation: fused Triton kernels or PyTorch.
@@ -95,6 +103,28 @@ class HiNeRV(nn.Module):
             raise ValueError(f"region {region} is outside the {self.config.height}x{self.config.width} output")
         c = self.config
         plan = plan_regions(region, self.sizes, c.strides, c.depths)
+        chunks = 1
+        if t.device.type == "cpu" and self.chunk_bytes > 0:
+            chunks = cpu_chunks(t.shape[0], self.largest_activation(plan), self.chunk_bytes)
+        if chunks == 1:
+            return self.render(t, plan)
+        with parametrize.cached():  # quantized weights (and their noise) once per batch, as in one pass
+            return torch.cat([self.render(part, plan) for part in t.tensor_split(chunks)])
+
+    def largest_activation(self, plan: RenderPlan) -> int:
+        """Bytes of the largest fp32 map one frame of ``plan`` makes: an upsampled grid or a block's MLP hidden."""
+        c = self.config
+        widths = (c.channels[0],) + tuple(c.channels)
+        area = lambda r: (r[1] - r[0]) * (r[3] - r[2])  # noqa: E731
+        largest = 0
+        for n, blocks in enumerate(plan.blocks):
+            upsampled = area(plan.stem_out if n == 0 else plan.keep[n - 1]) * c.strides[n] ** 2 * widths[n]
+            largest = max(largest, upsampled, area(blocks) * max(widths[n], widths[n + 1] * c.expansions[n]))
+        return 4 * largest
+
+    def render(self, t: torch.Tensor, plan: RenderPlan) -> torch.Tensor:
+        """Frames ``t`` of the output region ``plan`` was made for: (B, h, w, out_channels)."""
+        c = self.config
         x = self.grid(t, plan.stem)  # (B, h, w, C_grid_total)
         x = depthwise_conv_nhwc(self.stem, x)  # (B, h, w, C_1)
         x = x[:, crop_to(plan.stem, plan.stem_out)[0], crop_to(plan.stem, plan.stem_out)[1]]
@@ -117,6 +147,11 @@ class HiNeRV(nn.Module):
             x = x[:, ys, xs]
             current = plan.keep[n]
         return torch.sigmoid(self.head(x))  # (B, y1-y0, x1-x0, out_channels)
+
+
+def cpu_chunks(batch: int, frame_bytes: int, limit: int = CPU_CHUNK_BYTES) -> int:
+    """How many near-equal chunks of a batch keep ``batch / chunks * frame_bytes`` within ``limit`` (at most ``batch``)."""
+    return max(1, min(batch, -(-batch * frame_bytes // limit)))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -33,8 +33,11 @@ def hinerv_s(height: int, width: int, frames: int) -> HiNeRVConfig:
 
 
 CONFIGS = {
-    # name: (config, batch, patch side)
+    # name: (config, batch, patch side[, where]): the patch's corner is at (0, 0), or drawn each step
     "hinerv-s-240": (lambda: hinerv_s(240, 240, 8), 8, 120),
+    # the same patches where training puts them: a random position each step (the same sequence for every
+    # variant), so most stages compute their halo on all four sides
+    "hinerv-s-240-random": (lambda: hinerv_s(240, 240, 8), 8, 120, "random"),
     # the same 115,200 pixels a step as 2 whole frames, no patch halos to recompute: what `hinerv encode`
     # does by default while the output grid is at most 256x256 (codec.encoder.AUTO_PATCH_MAX_PIXELS)
     "hinerv-s-240-frames": (lambda: hinerv_s(240, 240, 8), 2, 0),
@@ -45,17 +48,19 @@ CONFIGS = {
 }
 
 
-def run_variant(name: str, config: HiNeRVConfig, batch: int, patch: int, steps: int, warmup: int,
+def run_variant(name: str, config: HiNeRVConfig, batch: int, patch: int, where: str, steps: int, warmup: int,
                 device: str) -> list[float]:
     torch.manual_seed(0)
     model = HiNeRV(config).to(device)
+    if "onepass" in name:
+        model.chunk_bytes = 0  # the CPU batch in one pass, not in chunks (inr.model.CPU_CHUNK_BYTES)
     if "triton" in name:
         model.set_kernels("triton")
     elif hasattr(model, "set_kernels"):
         model.set_kernels("torch")
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=("fused" in name or device != "cpu") or None,
                            foreach=True if "foreach" in name else None)
-    region = (0, patch, 0, patch) if patch else None
+    corners = torch.Generator().manual_seed(0)
     h, w = (patch, patch) if patch else (config.height, config.width)
     target = torch.rand(batch, h, w, config.out_channels, device=device)
     t = torch.arange(batch, device=device) % config.frames
@@ -68,6 +73,12 @@ def run_variant(name: str, config: HiNeRVConfig, batch: int, patch: int, steps: 
     for i in range(warmup + steps):
         if device == "cuda":
             torch.cuda.synchronize()
+        region = None
+        if patch:
+            y0, x0 = ((torch.randint(0, config.height - patch + 1, (1,), generator=corners).item(),
+                       torch.randint(0, config.width - patch + 1, (1,), generator=corners).item())
+                      if where == "random" else (0, 0))
+            region = (y0, y0 + patch, x0, x0 + patch)
         t0 = time.perf_counter()
         with torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None):
             out = step_fn(t, region)
@@ -89,13 +100,13 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--variants", default=None, help="comma-separated; first is the baseline "
-                    "(fp32, fp32-foreach, fp32-fused, bf16, bf16-triton, bf16-compile; foreach / fused: Adam's "
-                    "multi-tensor / fused CPU path)")
+                    "(fp32, fp32-foreach, fp32-fused, fp32-onepass, bf16, bf16-triton, bf16-compile; foreach / fused: "
+                    "Adam's multi-tensor / fused CPU path; onepass: the CPU batch not split in chunks)")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    make, batch, patch = CONFIGS[args.config]
+    make, batch, patch, where = (CONFIGS[args.config] + ("corner",))[:4]
     config = make()
     variants = (args.variants or ("fp32" if args.device == "cpu" else "fp32,bf16,bf16-triton")).split(",")
     with torch.device("meta"):
@@ -107,7 +118,7 @@ def main() -> int:
     base = None
     print(f"{'variant':<16} {'s/step (median)':>16} {'steps/s':>8} {'Mpixel/s':>9} {'speed-up':>8}")
     for name in variants:
-        times = run_variant(name, config, batch, patch, args.steps, args.warmup, args.device)
+        times = run_variant(name, config, batch, patch, where, args.steps, args.warmup, args.device)
         med = statistics.median(times)
         base = base or med
         print(f"{name:<16} {med:>16.4f} {1 / med:>8.2f} {px / med / 1e6:>9.2f} {base / med:>7.2f}x")

@@ -79,8 +79,16 @@ def upsample_add_encoding_ref(x_in: torch.Tensor, tiles: torch.Tensor, in_region
         (B, oh, ow, C) in the promoted dtype of x_in and tiles.
     """
     check_upsample_args(x_in, tiles, in_region, out_region, stride)
-    y = upsample_bilinear_ref(x_in, in_region, out_region, stride)  # (B, oh, ow, C)
-    return y + phase_gather(tiles, y.shape[1], y.shape[2], out_region[0], out_region[2])
+    b, h, w, c = x_in.shape
+    s = stride
+    y = F.interpolate(x_in.permute(0, 3, 1, 2), scale_factor=s, mode="bilinear", align_corners=False)
+    # The encoding is added on the whole upsampled in_region, whose first row and column have phase 0 (it starts
+    # at in_region * s): a broadcast of the tiles over (h, s, w, s), so no gathered copy of them is made, and
+    # its backward is one reduction. Values equal phase_gather's add bit for bit; the crop comes last.
+    y = y.permute(0, 2, 3, 1).reshape(b, h, s, w, s, c) + tiles.view(b, 1, s, 1, s, c)
+    y = y.view(b, h * s, w * s, c)
+    oy, ox = in_region[0] * s, in_region[2] * s
+    return y[:, out_region[0] - oy:out_region[1] - oy, out_region[2] - ox:out_region[3] - ox]
 
 
 __all__ = ["check_upsample_args", "phase_gather", "phase_gather_add_ref", "upsample_add_encoding_ref",

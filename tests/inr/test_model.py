@@ -103,3 +103,44 @@ def test_kernel_choice_is_validated_and_torch_path_is_exact():
     assert torch.equal(model.set_kernels("torch")(t), ref)  # 'auto' on CPU is the PyTorch path
     with pytest.raises(ValueError, match="kernels must be one of"):
         model.set_kernels("cuda-magic")
+
+
+@pytest.mark.parametrize("region", [None, (3, 20, 4, 30)])
+def test_cpu_batch_chunks_match_one_pass(region):
+    """Chunked CPU rendering (inr.model.CPU_CHUNK_BYTES) gives the one-pass values and gradients, Quant-Noise
+    included: the quantized weights are drawn once per batch, not once per chunk."""
+    from compress.quantize import QuantConfig, quantize_
+
+    model = randomised(small_config())
+    quantize_(model, QuantConfig(bits=6, quant_noise=0.5))
+    model.train()
+    t = torch.tensor([0, 3, 5, 7, 11])
+    plan_bytes = model.largest_activation(model_plan(model, region))
+    results = []
+    for chunk_bytes in (0, 2 * plan_bytes):  # one pass; chunks of two frames (3 chunks: 2, 2, 1)
+        model.chunk_bytes = chunk_bytes
+        model.zero_grad()
+        torch.manual_seed(1)
+        out = model(t, region)
+        out.square().mean().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (one, g_one), (chunked, g_chunked) = results
+    torch.testing.assert_close(chunked, one, rtol=0, atol=1e-6)
+    for a, b in zip(g_chunked, g_one):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def model_plan(model: HiNeRV, region):
+    from inr.regions import plan_regions
+
+    c = model.config
+    return plan_regions(region or model.full_region, model.sizes, c.strides, c.depths)
+
+
+def test_cpu_chunks_split_only_what_exceeds_the_limit():
+    from inr.model import cpu_chunks
+
+    assert cpu_chunks(8, 4 << 20, 32 << 20) == 1  # 32 MiB in all: one pass
+    assert cpu_chunks(8, 5 << 20, 32 << 20) == 2
+    assert cpu_chunks(3, 100 << 20, 32 << 20) == 3  # never more chunks than frames
+    assert cpu_chunks(1, 1, 32 << 20) == 1
