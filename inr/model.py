@@ -150,7 +150,7 @@ class HiNeRV(nn.Module):
 
 
 def cpu_chunks(batch: int, frame_bytes: int, limit: int = CPU_CHUNK_BYTES) -> int:
-    """How many near-equal chunks of a batch keep ``batch / chunks * frame_bytes`` within ``limit`` (at most ``batch``)."""
+    """How many near-equal chunks keep ``batch / chunks * frame_bytes`` within ``limit`` (at most ``batch``)."""
     return max(1, min(batch, -(-batch * frame_bytes // limit)))
 
 
