@@ -33,10 +33,13 @@ from .regions import Region, RenderPlan, crop_to, grow, plan_regions
 # 122x122 patches 1.0x, 135x240 frames 1.25x-3.3x (tools/bench_kernels.py). 'auto' keeps PyTorch there.
 FUSED_MIN_PIXELS = 128 * 128
 
-# On a CPU the batch is rendered in chunks whose largest activation stays within this many bytes: glibc serves
-# bigger blocks with mmap (its threshold tops out at 32 MiB) and hands them back on free, so every step would
-# fault them in afresh, page by page. hinerv-s-240 (8 patches of 120x120, largest tensor 37 MB): ~120k minor
-# faults a step at random patch positions; in 2 chunks ~10k and 1.3-1.4x faster (tools/bench_train.py).
+# On a CPU a batch is rendered in chunks of frames, and a frame too large alone in bands of rows, so that no map
+# passes this many bytes: glibc serves bigger blocks with mmap (its threshold tops out at 32 MiB) and hands them
+# back on free, so every step would fault them in afresh, page by page. Measured (tools/bench_train.py,
+# tools/bench_decode.py, one pass = the *-onepass variants):
+# - hinerv-s-240, 8 patches of 120x120 at random positions (largest map 37 MB): ~120k minor faults a step in
+#   one pass, ~10k in 2 chunks; a step 1.24x faster (median of 6 paired runs, 1.06-1.44x).
+# - ours-s-1080-420, 540x960 frames (largest map 137 MB): each in 9 bands, decoding 1.43-1.49x faster (2 pairs).
 CPU_CHUNK_BYTES = 32 << 20
 
 
@@ -103,13 +106,19 @@ class HiNeRV(nn.Module):
             raise ValueError(f"region {region} is outside the {self.config.height}x{self.config.width} output")
         c = self.config
         plan = plan_regions(region, self.sizes, c.strides, c.depths)
-        chunks = 1
-        if t.device.type == "cpu" and self.chunk_bytes > 0:
-            chunks = cpu_chunks(t.shape[0], self.largest_activation(plan), self.chunk_bytes)
-        if chunks == 1:
+        if t.device.type != "cpu" or self.chunk_bytes <= 0:
+            return self.render(t, plan)
+        frame_bytes = self.largest_activation(plan)
+        chunks, bands = cpu_chunks(t.shape[0], frame_bytes, self.chunk_bytes), [plan]
+        if frame_bytes > self.chunk_bytes:  # one frame alone is too large: render it in bands of rows
+            n = min(y1 - y0, -(-2 * frame_bytes // self.chunk_bytes))  # half the limit: room for the halos
+            rows = [y0 + (y1 - y0) * i // n for i in range(n + 1)]
+            bands = [plan_regions((a, b, x0, x1), self.sizes, c.strides, c.depths) for a, b in zip(rows, rows[1:])]
+        if chunks == 1 and len(bands) == 1:
             return self.render(t, plan)
         with parametrize.cached():  # quantized weights (and their noise) once per batch, as in one pass
-            return torch.cat([self.render(part, plan) for part in t.tensor_split(chunks)])
+            return torch.cat([torch.cat([self.render(part, band) for band in bands], dim=1)
+                              for part in t.tensor_split(chunks)])
 
     def largest_activation(self, plan: RenderPlan) -> int:
         """Bytes of the largest fp32 map one frame of ``plan`` makes: an upsampled grid or a block's MLP hidden."""

@@ -40,6 +40,8 @@ def render_fps(config: HiNeRVConfig, variant: str, device: str, frames: int, bat
     model = HiNeRV(config).to(device).eval()
     if hasattr(model, "set_kernels"):
         model.set_kernels("triton" if "triton" in variant else "torch")
+    if "onepass" in variant:
+        model.chunk_bytes = 0  # the CPU batch in one pass, not in chunks (inr.model.CPU_CHUNK_BYTES)
     dtype = torch.bfloat16 if "bf16" in variant else None
     fps = []
     for r in range(repeats + 1):
@@ -64,7 +66,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--variants", default=None, help="comma-separated; first is the baseline (fp32, bf16, bf16-triton)")
+    ap.add_argument("--variants", default=None, help="comma-separated; first is the baseline "
+                    "(fp32, fp32-onepass, bf16, bf16-triton; onepass: the CPU batch not split in chunks)")
     args = ap.parse_args()
     config = CONFIGS[args.config]()
     variants = (args.variants or ("fp32" if args.device == "cpu" else "fp32,bf16,bf16-triton")).split(",")

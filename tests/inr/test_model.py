@@ -130,6 +130,28 @@ def test_cpu_batch_chunks_match_one_pass(region):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("region", [None, (3, 20, 4, 30)])
+def test_cpu_frames_too_large_alone_render_in_bands(region):
+    """A frame whose largest map passes chunk_bytes renders in bands of rows: the one-pass values and gradients."""
+    model = randomised(small_config())
+    t = torch.tensor([2, 9])
+    frame_bytes = model.largest_activation(model_plan(model, region))
+    results = []
+    render, calls = model.render, []
+    model.render = lambda *a: calls.append(a) or render(*a)
+    for chunk_bytes in (0, frame_bytes // 3):  # one pass; bands of a sixth of the frame's rows (2 * 3)
+        model.chunk_bytes = chunk_bytes
+        model.zero_grad()
+        out = model(t, region)
+        out.square().mean().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert len(calls) == 1 + 2 * 6  # one pass, then each frame alone in 6 bands
+    (one, g_one), (banded, g_banded) = results
+    torch.testing.assert_close(banded, one, rtol=0, atol=1e-5)
+    for a, b in zip(g_banded, g_one):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
 def model_plan(model: HiNeRV, region):
     from inr.regions import plan_regions
 
