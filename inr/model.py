@@ -94,6 +94,9 @@ class HiNeRV(nn.Module):
     def forward(self, t: torch.Tensor, region: Region | None = None) -> torch.Tensor:
         """Render ``region`` (default: the whole frame) of frames ``t``.
 
+        On a CPU, a batch whose maps would pass ``chunk_bytes`` renders in chunks of frames, and a frame too large
+        alone in bands of rows (``CPU_CHUNK_BYTES``): the same values as one pass, to float rounding.
+
         Args:
             t: (B,) integer frame indices.
             region: (y0, y1, x0, x1) of the output grid, inside ``[0, height) x [0, width)``.
