@@ -107,8 +107,7 @@ class HiNeRV(nn.Module):
         y0, y1, x0, x1 = region
         if not (0 <= y0 < y1 <= self.config.height and 0 <= x0 < x1 <= self.config.width):
             raise ValueError(f"region {region} is outside the {self.config.height}x{self.config.width} output")
-        c = self.config
-        plan = plan_regions(region, self.sizes, c.strides, c.depths)
+        plan = self.plan(region)
         if t.device.type != "cpu" or self.chunk_bytes <= 0:
             return self.render(t, plan)
         frame_bytes = self.largest_activation(plan)
@@ -116,12 +115,16 @@ class HiNeRV(nn.Module):
         if frame_bytes > self.chunk_bytes:  # one frame alone is too large: render it in bands of rows
             n = min(y1 - y0, -(-2 * frame_bytes // self.chunk_bytes))  # half the limit: room for the halos
             rows = [y0 + (y1 - y0) * i // n for i in range(n + 1)]
-            bands = [plan_regions((a, b, x0, x1), self.sizes, c.strides, c.depths) for a, b in zip(rows, rows[1:])]
+            bands = [self.plan((a, b, x0, x1)) for a, b in zip(rows, rows[1:])]
         if chunks == 1 and len(bands) == 1:
             return self.render(t, plan)
         with parametrize.cached():  # quantized weights (and their noise) once per batch, as in one pass
             return torch.cat([torch.cat([self.render(part, band) for band in bands], dim=1)
                               for part in t.tensor_split(chunks)])
+
+    def plan(self, region: Region) -> RenderPlan:
+        """What every stage computes to render ``region`` of the output grid (``inr.regions.plan_regions``)."""
+        return plan_regions(region, self.sizes, self.config.strides, self.config.depths)
 
     def largest_activation(self, plan: RenderPlan) -> int:
         """Bytes of the largest fp32 map one frame of ``plan`` makes: an upsampled grid or a block's MLP hidden."""

@@ -115,7 +115,7 @@ def test_cpu_batch_chunks_match_one_pass(region):
     quantize_(model, QuantConfig(bits=6, quant_noise=0.5))
     model.train()
     t = torch.tensor([0, 3, 5, 7, 11])
-    plan_bytes = model.largest_activation(model_plan(model, region))
+    plan_bytes = model.largest_activation(model.plan(region or model.full_region))
     results = []
     for chunk_bytes in (0, 2 * plan_bytes):  # one pass; chunks of two frames (3 chunks: 2, 2, 1)
         model.chunk_bytes = chunk_bytes
@@ -135,7 +135,7 @@ def test_cpu_frames_too_large_alone_render_in_bands(region):
     """A frame whose largest map passes chunk_bytes renders in bands of rows: the one-pass values and gradients."""
     model = randomised(small_config())
     t = torch.tensor([2, 9])
-    frame_bytes = model.largest_activation(model_plan(model, region))
+    frame_bytes = model.largest_activation(model.plan(region or model.full_region))
     results = []
     render, calls = model.render, []
     model.render = lambda *a: calls.append(a) or render(*a)
@@ -150,13 +150,6 @@ def test_cpu_frames_too_large_alone_render_in_bands(region):
     torch.testing.assert_close(banded, one, rtol=0, atol=1e-5)
     for a, b in zip(g_banded, g_one):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
-
-
-def model_plan(model: HiNeRV, region):
-    from inr.regions import plan_regions
-
-    c = model.config
-    return plan_regions(region or model.full_region, model.sizes, c.strides, c.depths)
 
 
 def test_cpu_chunks_split_only_what_exceeds_the_limit():
