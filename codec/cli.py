@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .distributed import DEVICES
-from .encoder import EncodeOptions
+from .encoder import SBS_RATE_TERMS, EncodeOptions
 from .fileio import atomic_write_bytes
 
 DEFAULTS = EncodeOptions()  # one source of truth for the encode defaults
@@ -80,13 +80,18 @@ def main() -> None:
               help="uniform: --bits everywhere; sbs: per-layer widths and pruning searched (SBS); entropy: learned "
                    "steps and entropy models with the rate in the loss.")
 @click.option("--lambda", "lam", type=float, default=None,
-              help="Rate weight. sbs: of log(bits) (default 0.1); entropy: of bpp (default 5; larger = smaller).")
+              help="Rate weight (larger = smaller). entropy and sbs: of bpp (default 5); sbs with --sbs-rate log: "
+                   "of log(bits) (default 0.1).")
 @click.option("--target-bpp", type=float, default=None,
               help="Target rate: entropy meets it within 2%; sbs steers its search to it; uniform picks the model "
                    "size for it (with --preset auto).")
 @click.option("--target-size", type=int, default=None, help="The target as a file size in bytes.")
 @click.option("--steps", type=click.Choice(["tensor", "channel"]), default=DEFAULTS.steps, show_default=True,
-              help="entropy: one learned quantization step per tensor or per channel.")
+              help="entropy: one learned quantization step per tensor or per channel; sbs: one clipping range "
+                   "v per tensor or per channel.")
+@click.option("--sbs-rate", type=click.Choice(SBS_RATE_TERMS), default=DEFAULTS.sbs_rate, show_default=True,
+              help="sbs: the rate term, linear (λ·bpp) or log (λ·log of the file's bits, the paper's; it meets "
+                   "a target less reliably).")
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True,
               help="Where to train (auto: CUDA when available). Under torchrun each rank takes its own GPU.")
 @click.option("--bf16", is_flag=True, help="Train with bf16 autocast (GPU; the loss stays fp32).")
@@ -96,14 +101,15 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
 def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, loss, frames, seed, lr, batch_size,
-           patch_size, quant, lam, target_bpp, target_size, steps, device, bf16, resume, json_path, quiet) -> None:
+           patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate, device, bf16, resume, json_path,
+           quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
     from .encoder import encode as run_encode
 
     options = EncodeOptions(preset=preset, params=params, epochs=epochs, bits=bits, prune=prune_ratio, loss=loss,
                             frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size,
                             quant=quant, lam=lam, target_bpp=target_bpp, target_size=target_size, steps=steps,
-                            device=device, bf16=bf16)
+                            sbs_rate=sbs_rate, device=device, bf16=bf16)
     if not Path(input_path).is_file():
         raise FileNotFoundError(2, "no such file", input_path)
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))

@@ -16,7 +16,7 @@ from compress.quantize import QuantConfig, export_quantized, quantize_
 from compress.entropy_quant import EntropyQuantConfig, export_entropy, hard_tensor_bits, rescale_steps_
 from compress.entropy_rate import EntropyHook, fit_to_size
 from compress.sbs import SBSConfig, SBSHook, export_sbs
-from compress.sbs_rate import rescale_v_, tensor_bits as sbs_tensor_bits
+from compress.sbs_rate import RATE_TERMS as SBS_RATE_TERMS, rescale_v_, tensor_bits as sbs_tensor_bits  # --sbs-rate
 from inr.model import HiNeRV, count_parameters, macs_per_pixel
 from inr.presets import MIN_PARAMS, PRESETS, build_config
 
@@ -31,11 +31,14 @@ from .video import Video, read_video
 
 
 QUANTIZERS = ("uniform", "sbs", "entropy")
-DEFAULT_LAMBDA = {"uniform": 0.0, "sbs": 0.1, "entropy": 5.0}  # --lambda when not given, per quantizer
+DEFAULT_LAMBDA = {"uniform": 0.0, "sbs": 0.1, "entropy": 5.0}  # --lambda when not given, per quantizer (sbs: with
+#                                                                 --sbs-rate log; linear: SBS_LINEAR_LAMBDA)
 SBS_TARGET_START_LAMBDA = 1e-3  # sbs with a target and no --lambda: where the controller starts
 # ...and the most it may raise λ to (3x the default): uncapped, one search for an 11 KB target on carphone ran
 # away to 1.2 KB at 17.4 dB; a target below what this λ reaches is met by the last-mile scaling of v instead
 SBS_TARGET_MAX_LAMBDA = 0.3
+SBS_LINEAR_LAMBDA = 5.0  # --sbs-rate linear: the default λ (per bpp, as --quant entropy). Carphone, preset s, 150
+#                          epochs: 6,950 B at 31.05 dB (log's default 0.1: 6,582 B at 30.89 dB)
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
 # --preset auto with a target: a parameter budget the target gives ~this many bits each. tools/bench_rd.py
 # (carphone, preset m): lambda 50 / 20 / 8 / 3 -> 1.6 / 2.9 / 4.3 / 5.4 bits per parameter; the middle trades best.
@@ -63,11 +66,17 @@ class EncodeOptions:
     patch_size: int | None = None  # training patch side in grid pixels; 0 = whole frames; None = auto
     quant: str = "uniform"  # 'uniform' (--bits everywhere), 'sbs' (per-layer widths searched), 'entropy' (learned
     #                         steps and entropy models, the rate in the loss)
-    lam: float | None = None  # rate weight; sbs: of log(bits) (default 0.1); entropy: of bpp (default 5)
+    lam: float | None = None  # rate weight; sbs: of bpp (default 5) or, --sbs-rate log, of log(bits) (default 0.1);
+    #                           entropy: of bpp (default 5)
     target_bpp: float | None = None  # sbs/entropy: steer lambda to this rate; uniform: pick the model size for it
     target_size: int | None = None  # the same target in bytes (exclusive with target_bpp)
     steps: str = "tensor"  # entropy: one learned step per 'tensor' or per 'channel'. Carphone, 30 frames, preset s,
-    #                        lambda 5 / 20: per channel +16% / +21% bytes at -0.01 / -0.04 dB (scales side info)
+    #                        lambda 5 / 20: per channel +16% / +21% bytes at -0.01 / -0.04 dB (scales side info).
+    #                        sbs: one clipping range v per tensor (the paper) or per channel
+    sbs_rate: str = "linear"  # sbs: the rate term, 'linear' (λ·bpp) or 'log' (λ·log(R + S), the paper's). Carphone,
+    #                           preset s: linear landed 4 of 4 reachable targets within -0.3..+1.0%, log 1 of 3
+    #                           (the others 3% and 28% under), at about the same quality (see
+    #                           compress.sbs_rate.rate_term for why)
     device: str = "auto"  # where training runs: 'auto' (CUDA when available), 'cpu' or 'cuda'
     bf16: bool = False  # run the forward pass under bf16 autocast (the loss stays fp32)
 
@@ -95,6 +104,8 @@ class EncodeOptions:
             raise ValueError(f"--target-size must be > 0 bytes, got {self.target_size}")
         if self.target_bpp is not None and self.target_size is not None:
             raise ValueError("give --target-bpp or --target-size, not both")
+        if self.sbs_rate not in SBS_RATE_TERMS:
+            raise ValueError(f"--sbs-rate must be one of {', '.join(SBS_RATE_TERMS)}, got {self.sbs_rate!r}")
         if self.steps not in ("tensor", "channel"):
             raise ValueError(f"--steps must be tensor or channel, got {self.steps!r}")
         if self.device not in distributed.DEVICES:
@@ -120,7 +131,9 @@ class EncodeOptions:
     @property
     def rate_weight(self) -> float:
         """--lambda, or the quantizer's default."""
-        return DEFAULT_LAMBDA[self.quant] if self.lam is None else self.lam
+        if self.lam is not None:
+            return self.lam
+        return SBS_LINEAR_LAMBDA if self.quant == "sbs" and self.sbs_rate == "linear" else DEFAULT_LAMBDA[self.quant]
 
     def target_bits(self, pixels: int) -> float | None:
         """The requested file size in bits, or None."""
@@ -136,16 +149,21 @@ class EncodeOptions:
         ``side_bits(model)``: the file's bits besides the symbols' payloads (the entropy and SBS controllers).
         """
         if self.quant == "sbs":
-            config = SBSConfig()
+            config = SBSConfig(v_per_channel=self.steps == "channel")
             coded = config.rate == "coded"
             target = self.target_bits(pixels)
+            # λ·log(R + S) and λ·bpp price a bit alike where λ_linear = λ_log / bpp: the target's bpp converts
+            # the controller's start and cap
+            per_log = 1.0 if self.sbs_rate == "log" or target is None else pixels / target
             # a target starts λ low and lets the controller raise it: a search that starts at a high λ closes
             # gates and prunes tensors early, and lands far below the target
-            lam = SBS_TARGET_START_LAMBDA if target is not None and self.lam is None else self.rate_weight
+            start = SBS_TARGET_START_LAMBDA * per_log
+            lam = start if target is not None and self.lam is None else self.rate_weight
             return [SBSHook(config, lam=lam, stage="prune", target_bits=target,
-                            lam_bounds=(1e-6, max(lam, SBS_TARGET_MAX_LAMBDA)),
+                            lam_bounds=(1e-6, max(lam, SBS_TARGET_MAX_LAMBDA * per_log)),
                             axis_fn=quant_axis, rate_after="qat" if coded else None,
-                            side_bits=side_bits if coded else None)]
+                            side_bits=side_bits if coded else None, term=self.sbs_rate,
+                            unit=1.0 / pixels if self.sbs_rate == "linear" else 1.0)]
         if self.quant == "entropy":
             return [EntropyHook(pixels, lam=self.rate_weight, attach_stage="prune", ste_stage="qat",
                                 target_bits=self.target_bits(pixels), side_bits=side_bits, axis_fn=quant_axis,

@@ -9,7 +9,8 @@ candidates (2, 4, 8) and the paper's grid (the mid-tread grid is analogous, see 
     g₄ = 1(e₄ > α₄),  g₈ = 1(e₈ > α₈),  e_b = rms(z - z_prev) / s_prev   (the error the finer grid could fix, in
                                                                           steps of the coarser grid: 0 .. 0.5)
     ẑ  = z₂ + g₄(ε₄ + g₈·ε₈);   Q(w) = v(2ẑ - 1)
-    g_c = 1(mean|w_c| / v > α_p)  per group of ``group_size`` channels along the tensor's axis (the 0-bit choice)
+    g_c = 1(mean|w_c| / v > α_p)  per group of ``group_size`` channels along the tensor's axis (the 0-bit choice;
+                                  with one v per channel, ``SBSConfig.v_per_channel``, the largest v)
 
 The residuals are computed in integer units (``k_b = r·k_prev + round(z/s_b - r·k_prev)``, r = s_prev/s_b), which
 equals direct quantization at each width. Gates are hard in the forward and use the derivative of
@@ -86,6 +87,8 @@ class SBSConfig:
     rate: str = "coded"  # R of the search: "coded" (entropy-coded size estimate) or "nominal" (params x bits)
     temperature: float = 0.1  # τ of the bit-gate sigmoid surrogate (in steps of the coarser grid)
     prune_temperature: float = 0.1  # τ of the pruning-gate sigmoid surrogate (in units of v)
+    v_per_channel: bool = False  # one v per channel along the tensor's axis (one fp16 scale each in the file);
+    #   False: one v per tensor, as in the paper (see SBSQuant)
     version: int = 1  # bump when the meaning of a field changes
 
     def __post_init__(self) -> None:
@@ -105,8 +108,9 @@ class SBSConfig:
             )
         if isinstance(self.group_size, bool) or not isinstance(self.group_size, int) or self.group_size < 1:
             raise ValueError(f"SBSConfig.group_size: expected an int >= 1, got {self.group_size!r}")
-        if not isinstance(self.prune, bool):
-            raise ValueError(f"SBSConfig.prune: expected a bool, got {self.prune!r}")
+        for name in ("prune", "v_per_channel"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"SBSConfig.{name}: expected a bool, got {getattr(self, name)!r}")
         for name, lo, strict in (("init_threshold", 0.0, False), ("init_prune_threshold", 0.0, False),
                                  ("temperature", 0.0, True), ("prune_temperature", 0.0, True)):
             x = getattr(self, name)
@@ -201,37 +205,46 @@ class SBSQuant(nn.Module):
         shape: the parametrized tensor's shape.
         axis: channel axis of the pruning groups (>= 0), or None (the whole tensor is one group).
         candidates, grid, group_size, prune, init_threshold, init_prune_threshold, temperature,
-        prune_temperature: see ``SBSConfig``.
-        v_init: initial clipping range v.
+        prune_temperature, v_per_channel: see ``SBSConfig``.
+        v_init: initial clipping range v: a number, or one per channel along ``axis`` with ``v_per_channel``.
 
-    Learnable: ``log_v`` (0-D, ``v = exp(V_SPEED·log_v)``), ``alpha_raw`` (one threshold per width step) and
-    ``alpha_p_raw`` (0-D): the thresholds ``alpha`` and ``alpha_p`` over ``GATE_SPEED``. Buffers: ``frozen_bits``
-    (0 while searching, else the fixed width) and ``frozen_keep`` (the fixed group mask). v is stored as a
-    sped-up logarithm, as ``compress.entropy_quant`` stores its steps, so that it moves by the same relative
-    amount per step whatever its scale, fast enough for the rate term to trade step size within one search
-    stage. The thresholds are stored slowed down instead: Adam moves a
-    parameter by ~lr per step whatever its gradient's size, and the distortion's gradient on a threshold is mostly
-    noise, so at the encoder's lr (1e-2) a plainly stored threshold can walk ~lr·√steps ≈ 0.4 in a 1,800-step
-    search, its whole range (searches stored so ended with 40-49% zeros whatever λ on carphone). Slowed down 10x,
-    the noise's walk shrinks 10x while a steady rate gradient still crosses the range within a search.
+    Learnable: ``log_v`` (0-D, or (C,) along ``axis`` with ``v_per_channel``; ``v = exp(V_SPEED·log_v)``),
+    ``alpha_raw`` (one threshold per width step) and ``alpha_p_raw`` (0-D): the thresholds ``alpha`` and
+    ``alpha_p`` over ``GATE_SPEED``. Buffers: ``frozen_bits`` (0 while searching, else the fixed width) and
+    ``frozen_keep`` (the fixed group mask). v is stored as a sped-up logarithm, as ``compress.entropy_quant``
+    stores its steps, so that it moves by the same relative amount per step whatever its scale, fast enough for
+    the rate term to trade step size within one search stage. The thresholds are stored slowed down instead: Adam
+    moves a parameter by ~lr per step whatever its gradient's size, and the distortion's gradient on a threshold
+    is mostly noise, so at the encoder's lr (1e-2) a plainly stored threshold can walk ~lr·√steps ≈ 0.4 in a
+    1,800-step search, its whole range (searches stored so ended with 40-49% zeros whatever λ on carphone). Slowed
+    down 10x, the noise's walk shrinks 10x while a steady rate gradient still crosses the range within a search.
     """
 
     def __init__(self, shape: tuple[int, ...], axis: int | None, candidates: tuple[int, ...] = (2, 4, 8),
-                 grid: str = "midtread", group_size: int = 4, prune: bool = True, v_init: float = 1.0,
-                 init_threshold: float = 0.01, init_prune_threshold: float = 0.0, temperature: float = 0.1,
-                 prune_temperature: float = 0.1, rate: str = "coded") -> None:
+                 grid: str = "midtread", group_size: int = 4, prune: bool = True,
+                 v_init: float | torch.Tensor = 1.0, init_threshold: float = 0.01, init_prune_threshold: float = 0.0,
+                 temperature: float = 0.1, prune_temperature: float = 0.1, rate: str = "coded",
+                 v_per_channel: bool = False) -> None:
         super().__init__()
-        SBSConfig(candidates=tuple(candidates), grid=grid, group_size=group_size, prune=prune)  # validates
+        SBSConfig(candidates=tuple(candidates), grid=grid, group_size=group_size, prune=prune,
+                  v_per_channel=v_per_channel)  # validates
         self.shape, self.axis = tuple(shape), _norm_axis(axis, len(shape))
         self.candidates, self.grid, self.group_size, self.prune = tuple(candidates), grid, group_size, prune
         self.temperature, self.prune_temperature = float(temperature), float(prune_temperature)
         if rate not in RATES:
             raise ValueError(f"SBSQuant: rate: expected one of {RATES}, got {rate!r}")
         self.rate_kind = rate
-        self.log_v = nn.Parameter(torch.tensor(math.log(float(v_init)) / V_SPEED))
+        channels = 1 if self.axis is None else self.shape[self.axis]
+        v_shape = (channels,) if v_per_channel and self.axis is not None else ()
+        v0 = torch.as_tensor(v_init, dtype=torch.float64)
+        if v0.ndim == 0:
+            v0 = v0.expand(v_shape)
+        if tuple(v0.shape) != v_shape or not bool((v0 > 0).all()) or not bool(torch.isfinite(v0).all()):
+            raise ValueError(f"SBSQuant: v_init: expected a finite v > 0 of shape {v_shape} (or a number), got "
+                             f"shape {tuple(v0.shape)}")
+        self.log_v = nn.Parameter((torch.log(v0) / V_SPEED).float().clone())
         self.alpha_raw = nn.Parameter(torch.full((len(candidates) - 1,), float(init_threshold) / GATE_SPEED))
         self.alpha_p_raw = nn.Parameter(torch.tensor(float(init_prune_threshold) / GATE_SPEED), requires_grad=prune)
-        channels = 1 if self.axis is None else self.shape[self.axis]
         gsize = channels if self.axis is None else group_size
         self.n_groups = max(1, math.ceil(channels / gsize))
         group_of = torch.arange(channels) // gsize  # (C,)
@@ -267,10 +280,24 @@ class SBSQuant(nn.Module):
             self.alpha_p_raw.fill_(float(alpha_p) / GATE_SPEED)
 
     def _v(self) -> torch.Tensor:
+        """v: 0-D, or (C,) with ``v_per_channel``."""
         return torch.exp(self.log_v * V_SPEED).clamp(1e-12, _FP16_MAX)
 
+    @property
+    def scale_axis(self) -> int | None:
+        """The axis the scales run along (None: one scale for the tensor)."""
+        return self.axis if self.log_v.ndim else None
+
+    def _broadcast(self, v: torch.Tensor, ndim: int) -> torch.Tensor:
+        """v (or a scale) broadcastable against the tensor."""
+        if v.ndim == 0:
+            return v
+        shape = [1] * ndim
+        shape[self.axis] = -1
+        return v.reshape(shape)
+
     def _normalise(self, x: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
-        u = (x.float() / (self._v() if v is None else v)).clamp(-1.0, 1.0)
+        u = (x.float() / self._broadcast(self._v() if v is None else v, x.ndim)).clamp(-1.0, 1.0)
         return (u + 1.0) * 0.5 if self.grid == "paper" else u
 
     def _target(self, u: torch.Tensor, bits: int) -> torch.Tensor:
@@ -302,9 +329,12 @@ class SBSQuant(nn.Module):
         else:
             level = len(c) - 1
             if self.prune:
+                # in units of the tensor's range (per-channel v: the widest channel's), so that a small group
+                # stays small next to the others whatever its own v
+                v_range = self._v().detach().amax()
                 a = self._channelwise(x.float()).abs().sum(dim=1)  # (C,)
                 stat = torch.zeros(self.n_groups, device=x.device).index_add(0, self.group_of, a)
-                stat = stat / self.group_numel.clamp_min(1) / self._v().detach()  # mean |w| / v per group
+                stat = stat / self.group_numel.clamp_min(1) / v_range  # mean |w| / v per group
                 keep = _ste_gate(stat, self.alpha_p, self.prune_temperature)
                 keep_hard = keep.detach() > 0.5
             else:
@@ -347,7 +377,7 @@ class SBSQuant(nn.Module):
         return _State(level, ks, ts, gates, keep, keep_hard)
 
     def _scale(self, bits: int) -> torch.Tensor:
-        """fp16-representable float32 scale S with value = m·S."""
+        """fp16-representable float32 scale S with value = m·S: 0-D, or (C,) with ``v_per_channel``."""
         return _round_fp16((self._v().detach() / _units(bits, self.grid)).clamp(max=_FP16_MAX))
 
     def _symbols(self, k: torch.Tensor, bits: int) -> torch.Tensor:
@@ -360,7 +390,7 @@ class SBSQuant(nn.Module):
         bits = self.candidates[st.level]
         with torch.no_grad():
             m = self._symbols(st.ks[st.level], bits)
-            value = torch.where(self._expand(st.keep_hard, x.ndim), m * self._scale(bits), 0.0)
+            value = torch.where(self._expand(st.keep_hard, x.ndim), m * self._broadcast(self._scale(bits), x.ndim), 0.0)
         # Surrogate with the gradients: STE through rounding, gate surrogates weighting the residuals.
         units = [_units(b, self.grid) for b in self.candidates]
         if self.frozen:
@@ -369,7 +399,7 @@ class SBSQuant(nn.Module):
             zhat = u + (st.ks[0] / units[0] - u).detach()
             for i, g in enumerate(st.gates, start=1):
                 zhat = zhat + g * (st.ks[i] / units[i] - st.ks[i - 1] / units[i - 1]).detach()
-        y = self._v() * (2.0 * zhat - 1.0 if self.grid == "paper" else zhat)
+        y = self._broadcast(self._v(), x.ndim) * (2.0 * zhat - 1.0 if self.grid == "paper" else zhat)
         y = y * self._expand(st.keep, x.ndim)
         self._rate_cache = (x, self._cache_key(x), st)  # rate_bits after a forward reuses the gates
         return (value + (y - y.detach())).to(x.dtype)  # value exactly, surrogate gradients
@@ -450,13 +480,13 @@ class SBSQuant(nn.Module):
 
     @torch.no_grad()
     def export(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """(int32 symbols, float32 fp16-representable scale of shape (1,), QTensor bits) of value ``x``."""
+        """(int32 symbols, float32 fp16-representable scales: (1,), or (C,) along ``scale_axis``; QTensor bits)."""
         u = self._normalise(x)
         st = self._state(x, u)
         bits = self.candidates[st.level]
         m = torch.where(self._expand(st.keep_hard, x.ndim), self._symbols(st.ks[st.level], bits), 0.0)
         qbits = bits + 1 if self.grid == "paper" else bits  # |m| <= 2**(qbits-1) - 1 (compress.quantize)
-        return m.to(torch.int32), self._scale(bits).reshape(1), qbits
+        return m.to(torch.int32), self._scale(bits).reshape(-1), qbits
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
         if prefix + "v" in state_dict and prefix + "log_v" not in state_dict:  # a checkpoint with a plain v
@@ -474,7 +504,7 @@ class SBSQuant(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"shape={self.shape}, axis={self.axis}, candidates={self.candidates}, grid={self.grid!r}, "
-                f"groups={self.n_groups}, frozen_bits={int(self.frozen_bits)}")
+                f"groups={self.n_groups}, v_per_channel={self.log_v.ndim > 0}, frozen_bits={int(self.frozen_bits)}")
 
 
 def sbs_tensors(model: nn.Module):
@@ -494,16 +524,20 @@ def not_sbs_filter(base: FilterFn | None = None) -> FilterFn:
     return keep
 
 
-def _init_v(x: torch.Tensor, config: SBSConfig) -> float:
-    amax = float(x.detach().abs().max()) if x.numel() else 0.0
-    if not math.isfinite(amax):
+def _init_v(x: torch.Tensor, config: SBSConfig, axis: int | None) -> float | torch.Tensor:
+    """max|w| (per channel along ``axis`` with ``config.v_per_channel``); 1 where all weights are zero."""
+    x = x.detach()
+    if config.v_per_channel and axis is not None and x.numel():
+        amax = x.abs().movedim(axis, 0).reshape(x.shape[axis], -1).amax(dim=1).double()
+    else:
+        amax = torch.tensor(float(x.abs().max()) if x.numel() else 0.0, dtype=torch.float64)
+    if not bool(torch.isfinite(amax).all()):
         raise ValueError("expected finite values, got NaN or inf")
-    if amax == 0.0:
-        return 1.0
     if config.grid == "midtread":  # the finest grid's largest level v(1 - 2**-(b-1)) reaches max|w|
         units = _units(config.candidates[-1], "midtread")
-        amax *= units / (units - 1)
-    return amax
+        amax = amax * (units / (units - 1))
+    amax = torch.where(amax == 0, 1.0, amax)
+    return float(amax) if amax.ndim == 0 else amax
 
 
 def sbs_(model: nn.Module, config: SBSConfig, filter_fn: FilterFn | None = None,
@@ -539,7 +573,7 @@ def sbs_(model: nn.Module, config: SBSConfig, filter_fn: FilterFn | None = None,
                 raise ValueError(f"sbs_: {full!r} already has {bad}; expected an unquantized tensor")
         try:
             axis = _norm_axis((axis_fn or default_axis)(full, param), param.ndim)
-            v = _init_v(getattr(module, param_name), config)
+            v = _init_v(getattr(module, param_name), config, axis)
         except ValueError as e:
             raise ValueError(f"sbs_: {full!r} (shape {tuple(param.shape)}): {e}") from None
         plan.append((full, module, param_name, param, axis, v))
@@ -547,7 +581,7 @@ def sbs_(model: nn.Module, config: SBSConfig, filter_fn: FilterFn | None = None,
         remember_param_order(module)
         q = SBSQuant(tuple(param.shape), axis, config.candidates, config.grid, config.group_size, config.prune, v,
                      config.init_threshold, config.init_prune_threshold, config.temperature,
-                     config.prune_temperature, config.rate).to(param.device)
+                     config.prune_temperature, config.rate, config.v_per_channel).to(param.device)
         parametrize.register_parametrization(module, param_name, q)
     return [full for full, *_ in plan]
 
@@ -578,7 +612,8 @@ def chosen_widths(model: nn.Module) -> dict[str, tuple[int, float]]:
 @torch.no_grad()
 def export_sbs(model: nn.Module, fallback: QuantConfig | None = None, axis_fn: AxisFn | None = None,
                filter_fn: FilterFn | None = None) -> list[QTensor]:
-    """Export the SBS tensors as ``QTensor``s (one fp16 scale each); ``dequantize()`` equals the eval forward.
+    """Export the SBS tensors as ``QTensor``s (one fp16 scale each, or one per channel with ``v_per_channel``);
+    ``dequantize()`` equals the eval forward.
 
     Pruned groups have symbols 0; ``bits`` is b + 1 for the paper grid (odd symbols up to ±(2**b - 1)) and b for
     the mid-tread grid, so ``load_dequantized_`` and the bitstream accept them.
@@ -596,7 +631,7 @@ def export_sbs(model: nn.Module, fallback: QuantConfig | None = None, axis_fn: A
             raise ValueError(f"export_sbs: {full!r}: expected finite values, got NaN or inf")
         m, s, qbits = q.export(x)
         out[full] = QTensor(name=full, shape=tuple(x.shape), symbols=m.cpu().numpy(),
-                            scales=s.cpu().to(torch.float16).numpy(), axis=None, bits=qbits)
+                            scales=s.cpu().to(torch.float16).numpy(), axis=q.scale_axis, bits=qbits)
     if fallback is None:
         return list(out.values())
     for qt in export_quantized(model, fallback, axis_fn, not_sbs_filter(filter_fn)):

@@ -1,4 +1,5 @@
-"""SBS rate term R, the objective L + λ·log(R + S), λ tuning, and the training hook.
+"""SBS rate term R, the objective L + λ·log(R + S) (or L + λ·(R + S)·unit, see ``rate_term``), λ tuning, and the
+training hook.
 
 For an INR the weights are the bitstream, so R is the size of the SBS-quantized tensors, written through the
 width gates so that their surrogates see what each width step costs::
@@ -40,11 +41,13 @@ from compress.prune import FilterFn
 from compress.quantize import AxisFn
 from compress.sbs import GATE_SPEED, V_SPEED, SBSConfig, coded_bits, freeze_gates_, sbs_, sbs_tensors
 
-__all__ = ["SBSHook", "bisect_lambda", "rate_bits", "reopenable_", "rescale_v_", "sbs_loss", "tensor_bits"]
+__all__ = ["RATE_TERMS", "SBSHook", "bisect_lambda", "rate_bits", "rate_term", "reopenable_", "rescale_v_", "sbs_loss",
+           "tensor_bits"]
 
 ALPHA_MAX = 0.5  # the width gates' statistic e_b lies in [0, ½] (steps of the coarser grid)
 ALPHA_P_MAX = 1.0  # the pruning statistic mean|w|/v lies in [0, 1] but for clipped weights
 SIDE_EVERY = 50  # steps between two measurements of the side information (it drifts slowly)
+RATE_TERMS = ("log", "linear")  # λ·log(R + S) (the paper) or λ·(R + S)·unit (see rate_term)
 
 
 def tensor_rates(model: nn.Module) -> list[torch.Tensor]:
@@ -92,8 +95,29 @@ def tensor_bits(model: nn.Module) -> list[float]:
     return [float(r) for r in tensor_rates(model)]
 
 
-def sbs_loss(distortion: torch.Tensor, model: nn.Module, lam: float, side_bits: float = 0.0) -> torch.Tensor:
-    """``distortion + lam * log(R + side_bits)`` with R = ``rate_bits(model)``, in distortion's dtype.
+def rate_term(bits: torch.Tensor, lam: float, term: str = "log", unit: float = 1.0) -> torch.Tensor:
+    """The objective's rate term for the file's bits R + S: ``λ·log(R + S)`` or ``λ·(R + S)·unit`` (float64).
+
+    ``"log"`` is the paper's. Its price of a bit, λ/(R + S), rises as the rate falls. With a distortion that is
+    itself a logarithm (the codec's losses are log-MSEs; a power-law log D = a - c·log R has the marginal gain
+    c/R) both sides of the trade scale as 1/R: only the side bits S hold the rate at its equilibrium, with a
+    restoring pull S/(R + S) times the linear term's (about 1/8 on carphone), so a search drifts and cascades
+    (measured on carphone: R halved within 100 steps as whole tensors were pruned). ``"linear"`` charges a
+    fixed price per bit (``unit``: e.g. 1/pixels for λ per bpp, as ``--quant entropy``). The sum is clamped to
+    >= 1 bit.
+    """
+    if term not in RATE_TERMS:
+        raise ValueError(f"rate_term: expected one of {RATE_TERMS}, got {term!r}")
+    if not (math.isfinite(unit) and unit > 0):
+        raise ValueError(f"rate_term: unit: expected a finite number > 0, got {unit!r}")
+    bits = bits.clamp_min(1.0)
+    return lam * (torch.log(bits) if term == "log" else bits * unit)
+
+
+def sbs_loss(distortion: torch.Tensor, model: nn.Module, lam: float, side_bits: float = 0.0, term: str = "log",
+             unit: float = 1.0) -> torch.Tensor:
+    """``distortion + lam * log(R + side_bits)`` with R = ``rate_bits(model)``, in distortion's dtype (``term``,
+    ``unit``: see ``rate_term``; ``"linear"`` is ``distortion + lam * (R + side_bits) * unit``).
 
     ``side_bits``: the file's other bits (headers, scales, tensors outside SBS). With the coded rate R can reach 0
     (a v large enough rounds every symbol to zero) and log R pays the same for every halving, so the search could
@@ -103,8 +127,7 @@ def sbs_loss(distortion: torch.Tensor, model: nn.Module, lam: float, side_bits: 
     """
     if not (math.isfinite(side_bits) and side_bits >= 0):
         raise ValueError(f"sbs_loss: side_bits: expected a finite number >= 0, got {side_bits!r}")
-    r = (rate_bits(model) + side_bits).clamp_min(1.0)
-    return distortion + (lam * torch.log(r)).to(distortion.dtype)
+    return distortion + rate_term(rate_bits(model) + side_bits, lam, term, unit).to(distortion.dtype)
 
 
 def bisect_lambda(run: Callable[[float], float], target_bits: float, lo: float = 1e-4, hi: float = 10.0,
@@ -136,6 +159,8 @@ class SBSHook(TrainingHook):
     Args:
         config: the search space; default ``SBSConfig()``.
         lam: λ of ``L + λ·log(R + side)`` (initial value when ``target_bits`` is set); see ``sbs_loss``.
+        term, unit: the rate term, ``"log"`` (above, the paper's) or ``"linear"`` (``L + λ·(R + side)·unit``);
+            see ``rate_term``.
         stage: the search stage (``transform_model`` attaches SBS when it is entered; ``on_stage_end`` freezes).
         target_bits: if given, after each step ``λ ← λ·((R + side)/target)**gain`` (clamped to ``lam_bounds``):
             a multiplicative integral controller on the file size R + ``side_bits``. For a bpp target pass
@@ -154,7 +179,8 @@ class SBSHook(TrainingHook):
     def __init__(self, config: SBSConfig | None = None, lam: float = 0.01, stage: str = "prune",
                  target_bits: float | None = None, gain: float = 0.05, lam_bounds: tuple[float, float] = (1e-6, 1e3),
                  freeze: bool = True, filter_fn: FilterFn | None = None, axis_fn: AxisFn | None = None,
-                 rate_after: str | None = None, side_bits: Callable[[nn.Module], float] | None = None) -> None:
+                 rate_after: str | None = None, side_bits: Callable[[nn.Module], float] | None = None,
+                 term: str = "log", unit: float = 1.0) -> None:
         self.config = SBSConfig() if config is None else config
         if not isinstance(self.config, SBSConfig):
             raise TypeError(f"SBSHook: expected an SBSConfig, got {type(self.config).__name__}")
@@ -162,6 +188,8 @@ class SBSHook(TrainingHook):
             raise ValueError(f"SBSHook: lam: expected a finite number >= 0, got {lam!r}")
         if target_bits is not None and not target_bits > 0:
             raise ValueError(f"SBSHook: target_bits: expected None or > 0, got {target_bits!r}")
+        rate_term(torch.ones(()), 0.0, term, unit)  # validates term and unit
+        self.term, self.unit = term, float(unit)
         if not 0 < lam_bounds[0] <= lam_bounds[1]:
             raise ValueError(f"SBSHook: lam_bounds: expected 0 < min <= max, got {lam_bounds!r}")
         self.lam, self.stage, self.target_bits, self.gain = float(lam), stage, target_bits, float(gain)
@@ -186,7 +214,7 @@ class SBSHook(TrainingHook):
             return None
         r = rate_bits(model)
         self.last_bits = float(r.detach())
-        return (self.lam * torch.log((r + self.side_bits).clamp_min(1.0))).float()  # see sbs_loss
+        return rate_term(r + self.side_bits, self.lam, self.term, self.unit).float()  # see sbs_loss
 
     def on_step_end(self, step: int, model: nn.Module, ctx: HookContext) -> None:
         if not self._rate_on(ctx):

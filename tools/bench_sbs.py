@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from codec.bitstream_io import describe_file  # noqa: E402
-from codec.encoder import EncodeOptions  # noqa: E402
+from codec.encoder import SBS_RATE_TERMS, EncodeOptions  # noqa: E402
 from eval.bdrate import records_bd_rate  # noqa: E402
 from eval.sweep import carphone_input, load_records, plan, run_jobs  # noqa: E402
 
@@ -32,6 +32,10 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default="runs/bench_sbs")
+    ap.add_argument("--steps", choices=("tensor", "channel"), default="tensor",
+                    help="SBS points: one clipping range v per tensor (the paper) or per channel")
+    ap.add_argument("--sbs-rate", choices=SBS_RATE_TERMS, default=EncodeOptions.sbs_rate,
+                    help="SBS points: the rate term, λ·bpp or λ·log(R + S) (the paper's)")
     args = ap.parse_args()
     out = Path(args.out)
     seqs = [carphone_input(out, args.frames)]
@@ -40,9 +44,10 @@ def main() -> int:
     ujobs = plan(seqs, out, uniform, {}, name="uniform")
     run_jobs(ujobs, args.jobs)
     urecs = sorted(load_records(ujobs)["carphone"]["uniform"], key=lambda r: r["bpp"])
-    sbs = [(f"sbs{i}", dataclasses.asdict(EncodeOptions(**base, quant="sbs", target_bpp=round(r["bpp"], 5))))
+    sbase = dict(base, quant="sbs", steps=args.steps, sbs_rate=args.sbs_rate)
+    sbs = [(f"sbs{i}", dataclasses.asdict(EncodeOptions(**sbase, target_bpp=round(r["bpp"], 5))))
            for i, r in enumerate(urecs)]
-    sbs.append(("sbs-default", dataclasses.asdict(EncodeOptions(**base, quant="sbs"))))
+    sbs.append(("sbs-default", dataclasses.asdict(EncodeOptions(**sbase))))
     sjobs = plan(seqs, out, sbs, {}, name="sbs")
     run_jobs(sjobs, args.jobs)
     srecs = sorted(load_records(sjobs)["carphone"]["sbs"], key=lambda r: r["bpp"])

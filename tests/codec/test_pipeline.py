@@ -176,16 +176,20 @@ def test_same_seed_same_bytes(clip, encoded, tmp_path):
 SBS = EncodeOptions(preset="s", epochs=4, prune_epochs=2, qat_epochs=2, quant="sbs", lam=0.5)
 
 
-def test_sbs_encode_decodes_to_the_reported_quality(clip, tmp_path):
+@pytest.mark.parametrize("steps", ["tensor", "channel"])
+def test_sbs_encode_decodes_to_the_reported_quality(clip, tmp_path, steps):
     out = tmp_path / "sbs.bin"
-    report = encode(clip, out, SBS, progress=False, log=lambda *_: None)
+    report = encode(clip, out, dataclasses.replace(SBS, steps=steps), progress=False, log=lambda *_: None)
     m = evaluate(read_y4m(clip), decode_file(out))
     assert report.bytes == out.stat().st_size
     assert report.psnr_yuv == pytest.approx(m.psnr_yuv, abs=1e-9)
     from codec.bitstream_io import describe_file
 
-    widths = {t["bits"] for t in describe_file(out)["tensors"]}
+    desc = describe_file(out)
+    widths = {t["bits"] for t in desc["tensors"]}
     assert widths <= {2, 3, 4, 5, 8, 9, 6}  # searched widths (paper grid stores b+1) plus the fallback
+    fc1 = next(t for t in desc["tensors"] if t["name"].endswith("blocks.0.fc1.weight"))
+    assert (fc1["bytes_scales"] > 2 * 4) == (steps == "channel")  # --steps channel: one v, so one scale, per channel
 
 
 def test_sbs_meets_a_target_size(clip, tmp_path):
@@ -297,10 +301,29 @@ def test_sbs_target_controller_is_capped():
     from compress.entropy_rate import steer
 
     pixels = 176 * 144 * 120
-    (hook,) = dataclasses.replace(SBS, lam=None, target_bpp=0.01).quantizer_hooks(pixels)
+    (hook,) = dataclasses.replace(SBS, lam=None, target_bpp=0.01, sbs_rate="log").quantizer_hooks(pixels)
     assert hook.lam_bounds[1] == SBS_TARGET_MAX_LAMBDA and hook.lam < SBS_TARGET_MAX_LAMBDA
     for _ in range(2000):  # a file forever 10x over its target
         hook.lam = steer(hook.lam, 10 * hook.target_bits, hook.target_bits, hook.gain, hook.lam_bounds)
     assert hook.lam == SBS_TARGET_MAX_LAMBDA
-    (explicit,) = dataclasses.replace(SBS, lam=2.0, target_bpp=0.01).quantizer_hooks(pixels)
+    (explicit,) = dataclasses.replace(SBS, lam=2.0, target_bpp=0.01, sbs_rate="log").quantizer_hooks(pixels)
     assert explicit.lam == 2.0 and explicit.lam_bounds[1] == 2.0
+
+
+def test_sbs_linear_rate_prices_bits_per_pixel():
+    """--sbs-rate linear: λ per bpp (default 5); with a target the log term's start and cap convert at the target's
+    bpp (λ·log R and λ'·bpp price a bit alike where λ' = λ / bpp)."""
+    from codec.encoder import SBS_LINEAR_LAMBDA, SBS_TARGET_MAX_LAMBDA, SBS_TARGET_START_LAMBDA
+
+    pixels = 176 * 144 * 120
+    linear = dataclasses.replace(SBS, lam=None, sbs_rate="linear")
+    (free,) = linear.quantizer_hooks(pixels)
+    assert (free.term, free.unit, free.lam) == ("linear", 1.0 / pixels, SBS_LINEAR_LAMBDA)
+    (steered,) = dataclasses.replace(linear, target_bpp=0.04).quantizer_hooks(pixels)
+    assert steered.lam == pytest.approx(SBS_TARGET_START_LAMBDA / 0.04)
+    assert steered.lam_bounds[1] == pytest.approx(SBS_TARGET_MAX_LAMBDA / 0.04)
+    assert EncodeOptions().sbs_rate == "linear"
+    (log_term,) = dataclasses.replace(SBS, lam=None, sbs_rate="log").quantizer_hooks(pixels)
+    assert (log_term.term, log_term.unit, log_term.lam) == ("log", 1.0, 0.1)
+    with pytest.raises(ValueError, match="--sbs-rate"):
+        EncodeOptions(quant="sbs", sbs_rate="square")

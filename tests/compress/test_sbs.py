@@ -139,12 +139,13 @@ def test_gradients_reach_v_weights_and_thresholds() -> None:
     assert pruned_any  # α_p gets gradient (sigmoid surrogate) where groups are near the threshold
 
 
-@pytest.mark.parametrize("grid", ["paper", "midtread"])
-def test_pruned_channels_decode_to_exact_zeros(grid: str) -> None:
+@pytest.mark.parametrize("grid,v_per_channel", [("paper", False), ("midtread", False), ("midtread", True)])
+def test_pruned_channels_decode_to_exact_zeros(grid: str, v_per_channel: bool) -> None:
     model = make()
     with torch.no_grad():
-        model.fc1.weight[4:8] *= 1e-3  # group 1 (channels 4..7) is tiny
-    sbs_(model, SBSConfig(grid=grid, group_size=4, init_prune_threshold=0.05), axis_fn=grid_axis)
+        model.fc1.weight[4:8] *= 1e-3  # group 1 (channels 4..7) is tiny (also next to its own per-channel v)
+    sbs_(model, SBSConfig(grid=grid, group_size=4, init_prune_threshold=0.05, v_per_channel=v_per_channel),
+         axis_fn=grid_axis)
     w = model.fc1.weight
     assert bool((w[4:8] == 0).all()) and bool((w[:4] != 0).sum() > 16)
     assert chosen_widths(model)["fc1.weight"][1] == pytest.approx(0.25)
@@ -162,11 +163,11 @@ def test_whole_tensor_pruned_exports_zeros() -> None:
     assert not qt.symbols.any() and bits_of(model) == 0.0
 
 
-@pytest.mark.parametrize("grid", ["paper", "midtread"])
-def test_export_equals_eval_forward_and_survives_the_bitstream(grid: str) -> None:
+@pytest.mark.parametrize("grid,v_per_channel", [("paper", False), ("midtread", False), ("midtread", True)])
+def test_export_equals_eval_forward_and_survives_the_bitstream(grid: str, v_per_channel: bool) -> None:
     model = make(3)
     prune_(model, PruneConfig(ratio=0.2))  # SBS stacks on a Mask
-    sbs_(model, SBSConfig(grid=grid, init_prune_threshold=0.15), axis_fn=grid_axis,
+    sbs_(model, SBSConfig(grid=grid, init_prune_threshold=0.15, v_per_channel=v_per_channel), axis_fn=grid_axis,
          filter_fn=lambda mn, m, pn, p: pn != "bias")
     model.fc1.parametrizations.weight[1].set_thresholds(alpha=0.5)  # fc1 at 2 bits
     model.eval()
@@ -177,6 +178,10 @@ def test_export_equals_eval_forward_and_survives_the_bitstream(grid: str) -> Non
     for qt, d in zip(qts, decoded):
         assert np.array_equal(d.symbols, qt.symbols) and np.array_equal(d.scales, qt.scales)
     names = {full for full, *_ in sbs_tensors(model)}
+    for full, _, _, q, x in sbs_tensors(model):  # per-channel v: one scale per channel along the pruning axis
+        qt = next(qt for qt in qts if qt.name == full)
+        assert qt.axis == (q.axis if v_per_channel else None)
+        assert qt.scales.shape == ((x.shape[q.axis],) if v_per_channel else (1,))
     for qt in qts:
         if qt.name in names:
             module, pname = model.get_submodule(qt.name.rpartition(".")[0]), qt.name.rpartition(".")[2]
@@ -328,7 +333,8 @@ def test_not_sbs_filter_and_refusals() -> None:
     {"candidates": ()}, {"candidates": (4, 2)}, {"candidates": (2, 3), "grid": "paper"}, {"candidates": (1, 2)},
     {"candidates": [2, 4]}, {"candidates": (2, 16), "grid": "paper"}, {"candidates": (2, 17)}, {"grid": "midrise"},
     {"group_size": 0},
-    {"prune": 1}, {"init_threshold": -0.1}, {"temperature": 0.0}, {"prune_temperature": float("nan")},
+    {"prune": 1}, {"v_per_channel": "yes"}, {"init_threshold": -0.1}, {"temperature": 0.0},
+    {"prune_temperature": float("nan")},
     {"version": 2},
 ])
 def test_config_validation(kwargs: dict) -> None:
@@ -460,6 +466,33 @@ def test_a_state_dict_of_an_earlier_version_loads() -> None:
     assert q.alpha.detach().tolist() == pytest.approx([0.3, 0.4]) and float(q.alpha_p.detach()) == pytest.approx(0.2)
 
 
+def test_per_channel_v_starts_at_each_channels_range_and_keeps_small_channels() -> None:
+    """One v per tensor rounds a channel 100x smaller than the rest to zero at 4 bits; one v per channel codes it
+    on its own grid, and each channel's v gets its own gradient."""
+    errors = {}
+    for per_channel in (False, True):
+        torch.manual_seed(15)
+        model = nn.Sequential(nn.Linear(8, 4, bias=False))
+        with torch.no_grad():
+            model[0].weight[1] *= 0.01
+        w = model[0].weight.detach().clone()
+        sbs_(model, SBSConfig(candidates=(4,), v_per_channel=per_channel))
+        ((_, _, _, q, _),) = sbs_tensors(model)
+        v = q._v().detach()
+        if per_channel:
+            assert v.shape == (4,)
+            assert torch.allclose(v, w.abs().amax(dim=1) * 8 / 7)  # the finest level reaches each channel's max|w|
+            model[0].weight.square().sum().backward()
+            assert q.log_v.grad is not None and bool((q.log_v.grad != 0).all())
+        else:
+            assert v.shape == () and float(v) == pytest.approx(float(w.abs().max()) * 8 / 7)
+        errors[per_channel] = float((model[0].weight.detach()[1] - w[1]).abs().max() / w[1].abs().max())
+    assert errors[False] == pytest.approx(1.0)  # the small channel rounds to zero
+    assert errors[True] < 0.1  # within half a 4-bit step of its own range
+    with pytest.raises(ValueError, match="v_init"):
+        SBSQuant((4, 8), 0, v_init=torch.ones(3), v_per_channel=True)
+
+
 def test_gate_statistics_take_v_as_a_constant() -> None:
     """The nominal rate depends on v only through the gates' statistics: it must give v no gradient (else the rate
     term closes gates by growing v until whole tensors round to zero), while the thresholds and weights get one."""
@@ -470,6 +503,28 @@ def test_gate_statistics_take_v_as_a_constant() -> None:
     assert all(q.log_v.grad is None or float(q.log_v.grad) == 0 for _, q in qs)
     assert any(q.alpha_raw.grad is not None and bool((q.alpha_raw.grad != 0).any()) for _, q in qs)
     assert any(w.grad is not None and float(w.grad.abs().sum()) > 0 for w, _ in qs)
+
+
+def test_linear_rate_term_charges_a_fixed_price_per_bit() -> None:
+    """λ·log(R + S) prices a bit at λ/(R + S); the linear term at λ·unit whatever the rate."""
+    model = make(16)
+    sbs_(model, SBSConfig())
+    r, d, unit = bits_of(model), torch.tensor(0.5), 1e-3
+    for side in (0.0, 3 * r):
+        loss = sbs_loss(d, model, 0.1, side_bits=side, term="linear", unit=unit)
+        assert float(loss.detach()) == pytest.approx(0.5 + 0.1 * (r + side) * unit, rel=1e-6)
+    w = model.fc1.parametrizations.weight.original
+    (g_lin,) = torch.autograd.grad(sbs_loss(d, model, 0.1, term="linear", unit=unit), [w], retain_graph=True)
+    (g_log,) = torch.autograd.grad(sbs_loss(d, model, 0.1), [w])
+    atol = 1e-5 * float(g_lin.abs().max())  # float32 sums in another order
+    assert torch.allclose(g_lin, g_log * r * unit, rtol=1e-4, atol=atol)  # d(λ·R·unit) = λ·unit·dR, d log R = dR/R
+    hook = SBSHook(SBSConfig(), lam=0.1, stage="prune", term="linear", unit=unit)
+    ctx = HookContext(stage="prune", step=0, total_steps=2, epoch=0)
+    assert float(hook.extra_loss(model, None, None, ctx).detach()) == pytest.approx(0.1 * r * unit, rel=1e-6)
+    with pytest.raises(ValueError, match="rate_term"):
+        sbs_loss(d, model, 0.1, term="square")
+    with pytest.raises(ValueError, match="unit"):
+        SBSHook(SBSConfig(), term="linear", unit=0.0)
 
 
 def test_objective_counts_the_side_bits() -> None:
