@@ -74,9 +74,8 @@ class EncodeOptions:
     #                        lambda 5 / 20: per channel +16% / +21% bytes at -0.01 / -0.04 dB (scales side info).
     #                        sbs: one clipping range v per tensor (the paper) or per channel
     sbs_rate: str = "linear"  # sbs: the rate term, 'linear' (λ·bpp) or 'log' (λ·log(R + S), the paper's). Carphone,
-    #                           preset s: linear landed 4 of 4 reachable targets within -0.3..+1.0%, log 1 of 3
-    #                           (the others 3% and 28% under), at about the same quality (see
-    #                           compress.sbs_rate.rate_term for why)
+    #                           preset s, 3 seeds: linear landed 6 of 6 reachable targets within -1.0..+1.0%,
+    #                           log 1 of 4 (3-28% under), at about the same quality (compress.sbs_rate.rate_term)
     device: str = "auto"  # where training runs: 'auto' (CUDA when available), 'cpu' or 'cuda'
     bf16: bool = False  # run the forward pass under bf16 autocast (the loss stays fp32)
 
