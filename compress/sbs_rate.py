@@ -95,6 +95,13 @@ def tensor_bits(model: nn.Module) -> list[float]:
     return [float(r) for r in tensor_rates(model)]
 
 
+def _check_term(term: str, unit: float, where: str) -> None:
+    if term not in RATE_TERMS:
+        raise ValueError(f"{where}: expected a rate term in {RATE_TERMS}, got {term!r}")
+    if not (math.isfinite(unit) and unit > 0):
+        raise ValueError(f"{where}: unit: expected a finite number > 0, got {unit!r}")
+
+
 def rate_term(bits: torch.Tensor, lam: float, term: str = "log", unit: float = 1.0) -> torch.Tensor:
     """The objective's rate term for the file's bits R + S: ``λ·log(R + S)`` or ``λ·(R + S)·unit`` (float64).
 
@@ -106,10 +113,7 @@ def rate_term(bits: torch.Tensor, lam: float, term: str = "log", unit: float = 1
     fixed price per bit (``unit``: e.g. 1/pixels for λ per bpp, as ``--quant entropy``). The sum is clamped to
     >= 1 bit.
     """
-    if term not in RATE_TERMS:
-        raise ValueError(f"rate_term: expected one of {RATE_TERMS}, got {term!r}")
-    if not (math.isfinite(unit) and unit > 0):
-        raise ValueError(f"rate_term: unit: expected a finite number > 0, got {unit!r}")
+    _check_term(term, unit, "rate_term")
     bits = bits.clamp_min(1.0)
     return lam * (torch.log(bits) if term == "log" else bits * unit)
 
@@ -188,7 +192,7 @@ class SBSHook(TrainingHook):
             raise ValueError(f"SBSHook: lam: expected a finite number >= 0, got {lam!r}")
         if target_bits is not None and not target_bits > 0:
             raise ValueError(f"SBSHook: target_bits: expected None or > 0, got {target_bits!r}")
-        rate_term(torch.ones(()), 0.0, term, unit)  # validates term and unit
+        _check_term(term, unit, "SBSHook")
         self.term, self.unit = term, float(unit)
         if not 0 < lam_bounds[0] <= lam_bounds[1]:
             raise ValueError(f"SBSHook: lam_bounds: expected 0 < min <= max, got {lam_bounds!r}")
