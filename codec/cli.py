@@ -92,6 +92,9 @@ def main() -> None:
 @click.option("--sbs-rate", type=click.Choice(SBS_RATE_TERMS), default=DEFAULTS.sbs_rate, show_default=True,
               help="sbs: the rate term, linear (λ·bpp) or log (λ·log of the file's bits, the paper's; it meets "
                    "a target less reliably).")
+@click.option("--sbs-prune/--no-sbs-prune", default=DEFAULTS.sbs_prune, show_default=True,
+              help="sbs: learn pruning gates (whole channel groups as the 0-bit choice) in the search; measured "
+                   "worse on carphone, so off by default.")
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True,
               help="Where to train (auto: CUDA when available). Under torchrun each rank takes its own GPU.")
 @click.option("--bf16", is_flag=True, help="Train with bf16 autocast (GPU; the loss stays fp32).")
@@ -101,15 +104,15 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
 def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, loss, frames, seed, lr, batch_size,
-           patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate, device, bf16, resume, json_path,
-           quiet) -> None:
+           patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate, sbs_prune, device, bf16, resume,
+           json_path, quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
     from .encoder import encode as run_encode
 
     options = EncodeOptions(preset=preset, params=params, epochs=epochs, bits=bits, prune=prune_ratio, loss=loss,
                             frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size,
                             quant=quant, lam=lam, target_bpp=target_bpp, target_size=target_size, steps=steps,
-                            sbs_rate=sbs_rate, device=device, bf16=bf16)
+                            sbs_rate=sbs_rate, sbs_prune=sbs_prune, device=device, bf16=bf16)
     if not Path(input_path).is_file():
         raise FileNotFoundError(2, "no such file", input_path)
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))

@@ -34,9 +34,12 @@ QUANTIZERS = ("uniform", "sbs", "entropy")
 DEFAULT_LAMBDA = {"uniform": 0.0, "sbs": 0.1, "entropy": 5.0}  # --lambda when not given, per quantizer (sbs: with
 #                                                                 --sbs-rate log; linear: SBS_LINEAR_LAMBDA)
 SBS_TARGET_START_LAMBDA = 1e-3  # sbs with a target and no --lambda: where the controller starts
-# ...and the most it may raise λ to (3x the default): uncapped, one search for an 11 KB target on carphone ran
-# away to 1.2 KB at 17.4 dB; a target below what this λ reaches is met by the last-mile scaling of v instead
-SBS_TARGET_MAX_LAMBDA = 0.3
+# ...and the most it may raise λ to, per rate term, in the log term's units (linear: converted at the target's bpp).
+# log: 3x its default; uncapped, one search for an 11 KB target on carphone ran away to 1.2 KB at 17.4 dB. linear:
+# at 0.3 the search for carphone's 4-bit size (no pruning gates) stopped at the cap 5% over the target, and the
+# last-mile scaling of v (x1.3) left it at 30.29 dB; at 3.0 it settled at ~11.5 per bpp and met the target inside
+# the search at 32.45 dB. A target below what the cap reaches is met by the last-mile scaling of v instead.
+SBS_TARGET_MAX_LAMBDA = {"log": 0.3, "linear": 3.0}
 SBS_LINEAR_LAMBDA = 5.0  # --sbs-rate linear: the default λ (per bpp, as --quant entropy). Carphone, preset s, 150
 #                          epochs: 6,950 B at 31.05 dB (log's default 0.1: 6,582 B at 30.89 dB)
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
@@ -76,6 +79,9 @@ class EncodeOptions:
     sbs_rate: str = "linear"  # sbs: the rate term, 'linear' (λ·bpp) or 'log' (λ·log(R + S), the paper's). Carphone,
     #                           preset s, 3 seeds: linear landed 6 of 6 reachable targets within -1.0..+1.0%,
     #                           log 1 of 4 (3-28% under), at about the same quality (compress.sbs_rate.rate_term)
+    sbs_prune: bool = False  # sbs: learn pruning gates (the 0-bit choice) in the search. Off: carphone, preset s,
+    #                          150 epochs, 3 seeds, the search without them was better at the 4- and 6-bit files'
+    #                          sizes (README); with them it prunes whole tensors at a λ far below the target's
     device: str = "auto"  # where training runs: 'auto' (CUDA when available), 'cpu' or 'cuda'
     bf16: bool = False  # run the forward pass under bf16 autocast (the loss stays fp32)
 
@@ -105,6 +111,8 @@ class EncodeOptions:
             raise ValueError("give --target-bpp or --target-size, not both")
         if self.sbs_rate not in SBS_RATE_TERMS:
             raise ValueError(f"--sbs-rate must be one of {', '.join(SBS_RATE_TERMS)}, got {self.sbs_rate!r}")
+        if not isinstance(self.sbs_prune, bool):
+            raise ValueError(f"--sbs-prune must be a bool, got {self.sbs_prune!r}")
         if self.steps not in ("tensor", "channel"):
             raise ValueError(f"--steps must be tensor or channel, got {self.steps!r}")
         if self.device not in distributed.DEVICES:
@@ -148,7 +156,7 @@ class EncodeOptions:
         ``side_bits(model)``: the file's bits besides the symbols' payloads (the entropy and SBS controllers).
         """
         if self.quant == "sbs":
-            config = SBSConfig(v_per_channel=self.steps == "channel")
+            config = SBSConfig(v_per_channel=self.steps == "channel", prune=self.sbs_prune)
             coded = config.rate == "coded"
             target = self.target_bits(pixels)
             # λ·log(R + S) and λ·bpp price a bit alike where λ_linear = λ_log / bpp: the target's bpp converts
@@ -159,7 +167,7 @@ class EncodeOptions:
             start = SBS_TARGET_START_LAMBDA * per_log
             lam = start if target is not None and self.lam is None else self.rate_weight
             return [SBSHook(config, lam=lam, stage="prune", target_bits=target,
-                            lam_bounds=(1e-6, max(lam, SBS_TARGET_MAX_LAMBDA * per_log)),
+                            lam_bounds=(1e-6, max(lam, SBS_TARGET_MAX_LAMBDA[self.sbs_rate] * per_log)),
                             axis_fn=quant_axis, rate_after="qat" if coded else None,
                             side_bits=side_bits if coded else None, term=self.sbs_rate,
                             unit=1.0 / pixels if self.sbs_rate == "linear" else 1.0)]
@@ -319,7 +327,7 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
                 f"would meet it with better quality")
         elif not entropy and size < 0.98 * target / 8:
             log(f"note: the file ends {100 * (1 - 8 * size / target):.0f}% under the target: the SBS search chose "
-                f"narrower widths and pruned more than the target allows to grow back; a larger --preset or "
+                f"narrower widths (or pruned more) than the target allows to grow back; a larger --preset or "
                 f"--quant entropy would spend it")
     elif options.quant == "uniform" and (target := options.target_bits(pixels)) is not None:
         log(f"target {target / 8:,.0f} bytes: uniform quantization only picks the model size for it (with --preset auto); "

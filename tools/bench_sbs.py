@@ -36,6 +36,8 @@ def main() -> int:
                     help="SBS points: one clipping range v per tensor (the paper) or per channel")
     ap.add_argument("--sbs-rate", choices=SBS_RATE_TERMS, default=EncodeOptions.sbs_rate,
                     help="SBS points: the rate term, λ·bpp or λ·log(R + S) (the paper's)")
+    ap.add_argument("--sbs-prune", action=argparse.BooleanOptionalAction, default=EncodeOptions.sbs_prune,
+                    help="SBS points: learn pruning gates in the search")
     args = ap.parse_args()
     out = Path(args.out)
     seqs = [carphone_input(out, args.frames)]
@@ -44,7 +46,7 @@ def main() -> int:
     ujobs = plan(seqs, out, uniform, {}, name="uniform")
     run_jobs(ujobs, args.jobs)
     urecs = sorted(load_records(ujobs)["carphone"]["uniform"], key=lambda r: r["bpp"])
-    sbase = dict(base, quant="sbs", steps=args.steps, sbs_rate=args.sbs_rate)
+    sbase = dict(base, quant="sbs", steps=args.steps, sbs_rate=args.sbs_rate, sbs_prune=args.sbs_prune)
     sbs = [(f"sbs{i}", dataclasses.asdict(EncodeOptions(**sbase, target_bpp=round(r["bpp"], 5))))
            for i, r in enumerate(urecs)]
     sbs.append(("sbs-default", dataclasses.asdict(EncodeOptions(**sbase))))

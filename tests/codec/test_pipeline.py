@@ -173,13 +173,26 @@ def test_same_seed_same_bytes(clip, encoded, tmp_path):
     assert out.read_bytes() == encoded[0].read_bytes()
 
 
-SBS = EncodeOptions(preset="s", epochs=4, prune_epochs=2, qat_epochs=2, quant="sbs", lam=0.5)
+SBS = EncodeOptions(preset="s", epochs=4, prune_epochs=2, qat_epochs=2, quant="sbs", lam=0.5, sbs_prune=True)
 
 
-@pytest.mark.parametrize("steps", ["tensor", "channel"])
-def test_sbs_encode_decodes_to_the_reported_quality(clip, tmp_path, steps):
+class PruneGates(TrainingHook):
+    """Records whether the SBS tensors learn pruning gates in the search."""
+
+    def on_stage_end(self, stage, model, ctx):
+        if stage == "prune":
+            from compress.sbs import sbs_tensors
+
+            self.prune = {q.prune for *_, q, _ in sbs_tensors(model)}
+
+
+@pytest.mark.parametrize("steps,prune", [("tensor", True), ("channel", False)])
+def test_sbs_encode_decodes_to_the_reported_quality(clip, tmp_path, steps, prune):
     out = tmp_path / "sbs.bin"
-    report = encode(clip, out, dataclasses.replace(SBS, steps=steps), progress=False, log=lambda *_: None)
+    gates = PruneGates()
+    report = encode(clip, out, dataclasses.replace(SBS, steps=steps, sbs_prune=prune), progress=False,
+                    log=lambda *_: None, hooks=HookList([gates]))
+    assert gates.prune == {prune}
     m = evaluate(read_y4m(clip), decode_file(out))
     assert report.bytes == out.stat().st_size
     assert report.psnr_yuv == pytest.approx(m.psnr_yuv, abs=1e-9)
@@ -302,12 +315,24 @@ def test_sbs_target_controller_is_capped():
 
     pixels = 176 * 144 * 120
     (hook,) = dataclasses.replace(SBS, lam=None, target_bpp=0.01, sbs_rate="log").quantizer_hooks(pixels)
-    assert hook.lam_bounds[1] == SBS_TARGET_MAX_LAMBDA and hook.lam < SBS_TARGET_MAX_LAMBDA
+    cap = SBS_TARGET_MAX_LAMBDA["log"]
+    assert hook.lam_bounds[1] == cap and hook.lam < cap
     for _ in range(2000):  # a file forever 10x over its target
         hook.lam = steer(hook.lam, 10 * hook.target_bits, hook.target_bits, hook.gain, hook.lam_bounds)
-    assert hook.lam == SBS_TARGET_MAX_LAMBDA
+    assert hook.lam == cap
     (explicit,) = dataclasses.replace(SBS, lam=2.0, target_bpp=0.01, sbs_rate="log").quantizer_hooks(pixels)
     assert explicit.lam == 2.0 and explicit.lam_bounds[1] == 2.0
+
+
+def test_sbs_prune_is_off_by_default_and_maps_to_the_search():
+    """--sbs-prune: the search's pruning gates (SBSConfig.prune); off by default (measured better on carphone)."""
+    pixels = 176 * 144 * 120
+    assert EncodeOptions().sbs_prune is False
+    for prune in (True, False):
+        (hook,) = dataclasses.replace(SBS, sbs_prune=prune).quantizer_hooks(pixels)
+        assert hook.config.prune is prune
+    with pytest.raises(ValueError, match="--sbs-prune"):
+        EncodeOptions(quant="sbs", sbs_prune="auto")
 
 
 def test_sbs_linear_rate_prices_bits_per_pixel():
@@ -321,7 +346,7 @@ def test_sbs_linear_rate_prices_bits_per_pixel():
     assert (free.term, free.unit, free.lam) == ("linear", 1.0 / pixels, SBS_LINEAR_LAMBDA)
     (steered,) = dataclasses.replace(linear, target_bpp=0.04).quantizer_hooks(pixels)
     assert steered.lam == pytest.approx(SBS_TARGET_START_LAMBDA / 0.04)
-    assert steered.lam_bounds[1] == pytest.approx(SBS_TARGET_MAX_LAMBDA / 0.04)
+    assert steered.lam_bounds[1] == pytest.approx(SBS_TARGET_MAX_LAMBDA["linear"] / 0.04)
     assert EncodeOptions().sbs_rate == "linear"
     (log_term,) = dataclasses.replace(SBS, lam=None, sbs_rate="log").quantizer_hooks(pixels)
     assert (log_term.term, log_term.unit, log_term.lam) == ("log", 1.0, 0.1)
