@@ -41,7 +41,8 @@ SBS_TARGET_START_LAMBDA = 1e-3  # sbs with a target and no --lambda: where the c
 # the search at 32.45 dB. A target below what the cap reaches is met by the last-mile scaling of v instead.
 SBS_TARGET_MAX_LAMBDA = {"log": 0.3, "linear": 3.0}
 SBS_LINEAR_LAMBDA = 5.0  # --sbs-rate linear: the default λ (per bpp, as --quant entropy). Carphone, preset s, 150
-#                          epochs: 6,950 B at 31.05 dB (log's default 0.1: 6,582 B at 30.89 dB)
+#                          epochs: 14,484 B at 32.97 dB; with --sbs-prune 6,950 B at 31.05 dB (log's default 0.1,
+#                          with --sbs-prune: 6,582 B at 30.89 dB)
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
 # --preset auto with a target: a parameter budget the target gives ~this many bits each. tools/bench_rd.py
 # (carphone, preset m): lambda 50 / 20 / 8 / 3 -> 1.6 / 2.9 / 4.3 / 5.4 bits per parameter; the middle trades best.
