@@ -11,11 +11,16 @@ from pathlib import Path
 
 import click
 
+from inr.kernels import KERNEL_MODES
+
 from .distributed import DEVICES
 from .encoder import SBS_RATE_TERMS, EncodeOptions
 from .fileio import atomic_write_bytes
 
 DEFAULTS = EncodeOptions()  # one source of truth for the encode defaults
+KERNELS_HELP = ("Upsampling + hierarchical encoding: auto: the fused Triton kernel on a GPU where it pays, PyTorch "
+                "elsewhere; torch: the PyTorch reference; triton: the Triton kernel required. Results agree to float "
+                "rounding.")
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -98,21 +103,23 @@ def main() -> None:
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True,
               help="Where to train (auto: CUDA when available). Under torchrun each rank takes its own GPU.")
 @click.option("--bf16", is_flag=True, help="Train with bf16 autocast (GPU; the loss stays fp32).")
+@click.option("--kernels", type=click.Choice(KERNEL_MODES), default=DEFAULTS.kernels, show_default=True,
+              help=KERNELS_HELP)
 @click.option("--resume", is_flag=True, help="Continue an interrupted encode from OUT.ckpt.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write a JSON report (bytes, bpp, PSNR, MS-SSIM, params, times).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
 def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, loss, frames, seed, lr, batch_size,
-           patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate, sbs_prune, device, bf16, resume,
-           json_path, quiet) -> None:
+           patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate, sbs_prune, device, bf16, kernels,
+           resume, json_path, quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
     from .encoder import encode as run_encode
 
     options = EncodeOptions(preset=preset, params=params, epochs=epochs, bits=bits, prune=prune_ratio, loss=loss,
                             frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size,
                             quant=quant, lam=lam, target_bpp=target_bpp, target_size=target_size, steps=steps,
-                            sbs_rate=sbs_rate, sbs_prune=sbs_prune, device=device, bf16=bf16)
+                            sbs_rate=sbs_rate, sbs_prune=sbs_prune, device=device, bf16=bf16, kernels=kernels)
     if not Path(input_path).is_file():
         raise FileNotFoundError(2, "no such file", input_path)
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
@@ -134,13 +141,14 @@ def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, l
 @main.command()
 @click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False))
 @click.argument("output_path", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option("--kernels", type=click.Choice(KERNEL_MODES), default="auto", show_default=True, help=KERNELS_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_guarded
-def decode(input_path, output_path, quiet) -> None:
+def decode(input_path, output_path, kernels, quiet) -> None:
     """Decode the bitstream IN into the Y4M file OUT."""
     from .decoder import decode_file
 
-    video = decode_file(input_path, output_path, progress=not quiet)
+    video = decode_file(input_path, output_path, progress=not quiet, kernels=kernels)
     f = video.format
     click.echo(f"{output_path}: {f.width}x{f.height} {f.chroma} {f.bit_depth}-bit, {video.num_frames} frames")
 

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from compress.quantize import load_dequantized_
+from inr.kernels import resolve_kernels
 from inr.model import HiNeRV
 
 from .bitstream_io import DecodeLimits, frame_activation_bytes, read_bitstream, read_file_bytes
@@ -39,10 +40,12 @@ def build_model(config, tensors) -> HiNeRV:
     return model.eval()
 
 
-def decode_bytes(data: bytes, progress: bool = False, limits: DecodeLimits = DecodeLimits()) -> Video:
-    """Reconstruct the video a bitstream describes."""
+def decode_bytes(data: bytes, progress: bool = False, limits: DecodeLimits = DecodeLimits(),
+                 kernels: str = "auto") -> Video:
+    """Reconstruct the video a bitstream describes, rendering with ``kernels`` (``HiNeRV.set_kernels``)."""
+    resolve_kernels(kernels, "cpu")  # a bad choice fails before the file is parsed
     fmt, frames, config, tensors = read_bitstream(data, limits)
-    model = build_model(config, tensors)
+    model = build_model(config, tensors).set_kernels(kernels)
     batch = max(1, min(RENDER_BATCH, limits.max_activation_bytes // frame_activation_bytes(config)))
     layout = PlaneLayout.for_format(fmt)
     planes = [np.empty((frames, h, w), dtype=fmt.dtype) for h, w in fmt.plane_shapes]
@@ -57,9 +60,10 @@ def decode_bytes(data: bytes, progress: bool = False, limits: DecodeLimits = Dec
     return Video(fmt, planes)
 
 
-def decode_file(input_path: str | Path, output_path: str | Path | None = None, progress: bool = False) -> Video:
+def decode_file(input_path: str | Path, output_path: str | Path | None = None, progress: bool = False,
+                kernels: str = "auto") -> Video:
     """Decode a bitstream file; write the Y4M (atomically) if ``output_path`` is given."""
-    video = decode_bytes(read_file_bytes(input_path), progress=progress)
+    video = decode_bytes(read_file_bytes(input_path), progress=progress, kernels=kernels)
     if output_path is not None:
         write_y4m(output_path, video)
     return video

@@ -17,6 +17,7 @@ from compress.entropy_quant import EntropyQuantConfig, export_entropy, hard_tens
 from compress.entropy_rate import EntropyHook, fit_to_size
 from compress.sbs import SBSConfig, SBSHook, export_sbs
 from compress.sbs_rate import RATE_TERMS as SBS_RATE_TERMS, rescale_v_, tensor_bits as sbs_tensor_bits  # --sbs-rate
+from inr.kernels import KERNEL_MODES, resolve_kernels
 from inr.model import HiNeRV, count_parameters, macs_per_pixel
 from inr.presets import MIN_PARAMS, PRESETS, build_config
 
@@ -85,6 +86,8 @@ class EncodeOptions:
     #                          sizes (README); with them it prunes whole tensors at a λ far below the target's
     device: str = "auto"  # where training runs: 'auto' (CUDA when available), 'cpu' or 'cuda'
     bf16: bool = False  # run the forward pass under bf16 autocast (the loss stays fp32)
+    kernels: str = "auto"  # 'auto' | 'triton' | 'torch' (inr.model.HiNeRV.set_kernels): how, not what, to compute;
+    #                        not part of the resume fingerprint
 
     def __post_init__(self) -> None:
         if self.preset != "auto":
@@ -118,7 +121,15 @@ class EncodeOptions:
             raise ValueError(f"--steps must be tensor or channel, got {self.steps!r}")
         if self.device not in distributed.DEVICES:
             raise ValueError(f"--device must be one of {', '.join(distributed.DEVICES)}, got {self.device!r}")
+        if self.kernels not in KERNEL_MODES:
+            raise ValueError(f"--kernels must be one of {', '.join(KERNEL_MODES)}, got {self.kernels!r}")
         TrainConfig(batch_size=self.batch_size, patch_size=self.patch_size or 0, loss=self.loss, seed=self.seed)
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """The options a resumed encode must share with the checkpoint's: all but the kernel choice."""
+        fields = dataclasses.asdict(self)
+        del fields["kernels"]
+        return fields
 
     def resolved_patch_size(self, grid_size: tuple[int, int]) -> int:
         """Whole frames while a frame is small (cheap, no overlap), HiNeRV's 120x120 patches above that."""
@@ -302,7 +313,9 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     option_hooks = HookList(options.quantizer_hooks(pixels, side_bits))  # plugins the options imply: checkpointed
     hooks = HookList(list(option_hooks) + list(hooks or []))
     torch.manual_seed(options.seed)
+    resolve_kernels(options.kernels, device)  # refuses 'triton' where it cannot run, before any training
     model = HiNeRV(config).to(device)  # initialised on the CPU: the same weights on every device and rank
+    model.set_kernels(options.kernels)
     params = count_parameters(model)
     log(f"{video.format.width}x{video.format.height} {video.format.chroma} {video.format.bit_depth}-bit, "
         f"{video.num_frames} frames -> HiNeRV {preset if options.params is None else 'custom'}: "
@@ -310,7 +323,7 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     patch = options.resolved_patch_size(layout.grid_size)
     train_cfg = TrainConfig(options.batch_size, patch, loss=options.loss, seed=options.seed)
     data = TrainingData(grid, video.format.max_value, layout, options.batch_size, patch, device)
-    ckpt = Checkpointer(checkpoint_path(output_path), fingerprint(dataclasses.asdict(options), grid),
+    ckpt = Checkpointer(checkpoint_path(output_path), fingerprint(options.fingerprint_fields(), grid),
                         checkpoint_interval)
     model, elapsed_before = run_stages(model, data, options, train_cfg, hooks, option_hooks, ckpt, resume,
                                        progress, log, dist)  # train -> prune -> quantization-aware training

@@ -2,7 +2,7 @@
 """Benchmark (not a test): decode (render) frames per second for a named config, variants against a baseline.
 
     python tools/bench_decode.py --config hinerv-s-1080 --frames 16
-    python tools/bench_decode.py --config hinerv-s-1080 --device cuda --variants fp32,bf16,bf16-triton
+    python tools/bench_decode.py --config hinerv-s-1080 --device cuda --variants fp32-torch,bf16-torch,bf16-triton
 
 Rendering is what `hinerv decode` does after parsing: the network in frame mode, then rounding to integer
 samples and copying them to the host. Each variant renders the same frames with the same random weights;
@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_train import hinerv_s  # noqa: E402
+from bench_train import hinerv_s, variant_kernels  # noqa: E402
 from inr.config import HiNeRVConfig  # noqa: E402
 from inr.model import HiNeRV, count_parameters  # noqa: E402
 from inr.presets import build_config  # noqa: E402
@@ -38,11 +38,11 @@ CONFIGS = {
 def render_fps(config: HiNeRVConfig, variant: str, device: str, frames: int, batch: int, repeats: int) -> list[float]:
     torch.manual_seed(0)
     model = HiNeRV(config).to(device).eval()
-    if hasattr(model, "set_kernels"):
-        model.set_kernels("triton" if "triton" in variant else "torch")
+    model.set_kernels(variant_kernels(variant))
     if "onepass" in variant:
         model.chunk_bytes = 0  # the CPU batch in one pass, not in chunks (inr.model.CPU_CHUNK_BYTES)
     dtype = torch.bfloat16 if "bf16" in variant else None
+    render = torch.compile(model) if "compile" in variant else model  # compiled in the warm-up pass
     fps = []
     for r in range(repeats + 1):
         if device == "cuda":
@@ -51,7 +51,7 @@ def render_fps(config: HiNeRVConfig, variant: str, device: str, frames: int, bat
         for start in range(0, frames, batch):
             t = torch.arange(start, min(start + batch, frames), device=device) % config.frames
             with torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None):
-                out = model(t)
+                out = render(t)
             samples = out.float().mul(255).round_().clamp_(0, 255).to(torch.uint8).cpu()
         del samples
         if r:  # the first pass warms up
@@ -67,10 +67,12 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--variants", default=None, help="comma-separated; first is the baseline "
-                    "(fp32, fp32-onepass, bf16, bf16-triton; onepass: the CPU batch not split in chunks)")
+                    "(fp32, fp32-torch, fp32-onepass, bf16, bf16-triton, bf16-compile; kernels as in bench_train.py: "
+                    "'auto', '-torch' or '-triton'; onepass: the CPU batch not split in chunks; compile: "
+                    "torch.compile, compile time excluded)")
     args = ap.parse_args()
     config = CONFIGS[args.config]()
-    variants = (args.variants or ("fp32" if args.device == "cpu" else "fp32,bf16,bf16-triton")).split(",")
+    variants = (args.variants or ("fp32" if args.device == "cpu" else "fp32-torch,bf16-torch,bf16-triton")).split(",")
     with torch.device("meta"):
         params = count_parameters(HiNeRV(config))
     print(f"{args.config}: {params / 1e6:.2f} M params, output grid {config.height}x{config.width}x"

@@ -1,6 +1,7 @@
 """End to end on real footage: encode -> file -> decode, resume, determinism, honest reports."""
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,23 @@ def test_decoding_is_deterministic_across_runs_and_threads(encoded, tmp_path):
     assert outputs[0] == outputs[1] == outputs[2]
 
 
+def test_decode_kernel_choice(encoded, tmp_path):
+    """On a CPU 'auto' is the PyTorch reference: the same samples; the choice reaches the model."""
+    out, _ = encoded
+    auto, plain = decode_file(out), decode_file(out, kernels="torch")
+    assert all(np.array_equal(a, p) for a, p in zip(auto.planes, plain.planes))
+    with pytest.raises(ValueError, match="kernels must be one of"):
+        decode_file(out, tmp_path / "x.y4m", kernels="fast")
+    assert not (tmp_path / "x.y4m").exists()
+
+
+def test_kernel_choice_is_validated_and_not_part_of_the_resume_fingerprint():
+    assert EncodeOptions(kernels="torch").fingerprint_fields() == EncodeOptions().fingerprint_fields()
+    assert EncodeOptions(seed=1).fingerprint_fields() != EncodeOptions().fingerprint_fields()
+    with pytest.raises(ValueError, match="--kernels must be one of"):
+        EncodeOptions(kernels="cuda-magic")
+
+
 class Interrupt(TrainingHook):
     """Stops the encode once, part-way through a stage, as a kill would."""
 
@@ -87,6 +105,19 @@ def test_resume_finishes_with_identical_bytes(clip, encoded, tmp_path, stage, st
     with pytest.raises(KeyboardInterrupt):
         encode(clip, out, FAST, hooks=HookList([Interrupt(stage, step)]), **quiet)
     assert checkpoint_path(out).exists() and not out.exists()
+    encode(clip, out, FAST, resume=True, **quiet)
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_resume_may_change_the_kernel_choice(clip, encoded, tmp_path):
+    """The kernels are how, not what, to compute: a checkpoint made with 'torch' resumes under 'auto' (on a CPU
+    the same ops, so the same bytes as an uninterrupted encode)."""
+    reference, _ = encoded
+    out = tmp_path / "resumed.bin"
+    quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
+    with pytest.raises(KeyboardInterrupt):
+        encode(clip, out, dataclasses.replace(FAST, kernels="torch"), hooks=HookList([Interrupt("train", 5)]),
+               **quiet)
     encode(clip, out, FAST, resume=True, **quiet)
     assert out.read_bytes() == reference.read_bytes()
 
@@ -124,7 +155,9 @@ def test_cli_round_trip_and_info(clip, tmp_path):
 
 def _cli(args, tmp_path):
     cwd = Path(__file__).resolve().parents[2]
-    return subprocess.run([sys.executable, "-m", "codec.cli", *args], cwd=cwd, capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # as a user runs it: no interpreter
+    return subprocess.run([sys.executable, "-m", "codec.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env=env)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty"])
@@ -149,22 +182,26 @@ def test_damaged_bitstream_exits_2_with_one_line(encoded, tmp_path, damage):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["encode", "missing.y4m", "o.bin"], "no such file"),
-    (["encode", "{clip}", "o.bin", "--preset", "huge"], "unknown preset"),
-    (["encode", "{clip}", "o.bin", "--epochs", "0"], "--epochs"),
-    (["encode", "{clip}", "o.bin", "--bits", "1"], "bits"),
-    (["encode", "{clip}", "o.bin", "--target-size", "0"], "--target-size must be > 0"),
-    (["encode", "{clip}", "o.bin", "--quant", "entropy", "--target-size", "900", "--target-bpp", "0.1"],
+    (["encode", "missing.y4m", "{tmp}/o.bin"], "no such file"),
+    (["encode", "{clip}", "{tmp}/o.bin", "--preset", "huge"], "unknown preset"),
+    (["encode", "{clip}", "{tmp}/o.bin", "--epochs", "0"], "--epochs"),
+    (["encode", "{clip}", "{tmp}/o.bin", "--bits", "1"], "bits"),
+    (["encode", "{clip}", "{tmp}/o.bin", "--target-size", "0"], "--target-size must be > 0"),
+    (["encode", "{clip}", "{tmp}/o.bin", "--quant", "entropy", "--target-size", "900", "--target-bpp", "0.1"],
      "not both"),
-    (["encode", "{bad}", "o.bin"], "truncated"),
+    (["encode", "{bad}", "{tmp}/o.bin"], "truncated"),
+    (["encode", "{clip}", "{tmp}/o.bin", "--kernels", "triton", "--device", "cpu"], "kernels='triton'"),
+    (["decode", "{encoded}", "{tmp}/o.y4m", "--kernels", "triton"], "kernels='triton'"),
+    (["decode", "{encoded}", "{tmp}/o.y4m", "--kernels", "fast"], "Invalid value for '--kernels'"),
 ])
-def test_bad_encode_input_exits_2(clip, tmp_path, args, message):
+def test_bad_cli_input_exits_2(clip, encoded, tmp_path, args, message):
     bad = tmp_path / "bad.y4m"
     bad.write_bytes(clip.read_bytes()[:500])
-    args = [a.format(clip=clip, bad=bad) for a in args]
+    args = [a.format(clip=clip, bad=bad, encoded=encoded[0], tmp=tmp_path) for a in args]
     r = _cli(args, tmp_path)
     assert r.returncode == 2, r.stderr
-    assert message in r.stderr and r.stderr.count("\n") == 1
+    assert message in r.stderr and (r.stderr.count("\n") == 1 or "Usage:" in r.stderr)
+    assert "Traceback" not in r.stderr and not (tmp_path / "o.y4m").exists() and not (tmp_path / "o.bin").exists()
 
 
 def test_same_seed_same_bytes(clip, encoded, tmp_path):
