@@ -141,14 +141,17 @@ def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, l
 @main.command()
 @click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False))
 @click.argument("output_path", metavar="OUT", type=click.Path(dir_okay=False))
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="Where to render. cpu: the canonical decode, the same samples on every run and thread count; "
+                   "cuda (auto: when available): faster, the same samples up to one rounded the other way.")
 @click.option("--kernels", type=click.Choice(KERNEL_MODES), default="auto", show_default=True, help=KERNELS_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_guarded
-def decode(input_path, output_path, kernels, quiet) -> None:
+def decode(input_path, output_path, device, kernels, quiet) -> None:
     """Decode the bitstream IN into the Y4M file OUT."""
     from .decoder import decode_file
 
-    video = decode_file(input_path, output_path, progress=not quiet, kernels=kernels)
+    video = decode_file(input_path, output_path, progress=not quiet, kernels=kernels, device=device)
     f = video.format
     click.echo(f"{output_path}: {f.width}x{f.height} {f.chroma} {f.bit_depth}-bit, {video.num_frames} frames")
 

@@ -11,6 +11,7 @@ from inr.kernels import resolve_kernels
 from inr.model import HiNeRV
 
 from .bitstream_io import DecodeLimits, frame_activation_bytes, read_bitstream, read_file_bytes
+from .distributed import resolve_device
 from .layout import PlaneLayout
 from .train import render
 from .video import Video
@@ -41,11 +42,19 @@ def build_model(config, tensors) -> HiNeRV:
 
 
 def decode_bytes(data: bytes, progress: bool = False, limits: DecodeLimits = DecodeLimits(),
-                 kernels: str = "auto") -> Video:
-    """Reconstruct the video a bitstream describes, rendering with ``kernels`` (``HiNeRV.set_kernels``)."""
-    resolve_kernels(kernels, "cpu")  # a bad choice fails before the file is parsed
+                 kernels: str = "auto", device: str = "cpu") -> Video:
+    """Reconstruct the video a bitstream describes.
+
+    Args:
+        kernels: how to render (``HiNeRV.set_kernels``).
+        device: where to render: ``'cpu'`` (the canonical decode: the same samples across runs and thread
+            counts), ``'cuda'`` or ``'auto'`` (CUDA when available). A GPU renders faster and gives the same
+            samples up to one rounded the other way where a value sits on a rounding boundary.
+    """
+    where = resolve_device(device)  # bad choices fail before the file is parsed
+    resolve_kernels(kernels, where)
     fmt, frames, config, tensors = read_bitstream(data, limits)
-    model = build_model(config, tensors).set_kernels(kernels)
+    model = build_model(config, tensors).to(where).set_kernels(kernels)
     batch = max(1, min(RENDER_BATCH, limits.max_activation_bytes // frame_activation_bytes(config)))
     layout = PlaneLayout.for_format(fmt)
     planes = [np.empty((frames, h, w), dtype=fmt.dtype) for h, w in fmt.plane_shapes]
@@ -53,7 +62,7 @@ def decode_bytes(data: bytes, progress: bool = False, limits: DecodeLimits = Dec
     done = 0
     with torch.inference_mode():
         for chunk in render(model, frames, batch, progress=progress):
-            samples = chunk.mul(peak).round_().clamp_(0, peak).to(torch.int32)
+            samples = chunk.mul(peak).round_().clamp_(0, peak).to(torch.int32).cpu()
             for plane, values in zip(planes, layout.grid_to_planes(samples)):
                 plane[done:done + values.shape[0]] = values.numpy()
             done += chunk.shape[0]
@@ -61,9 +70,9 @@ def decode_bytes(data: bytes, progress: bool = False, limits: DecodeLimits = Dec
 
 
 def decode_file(input_path: str | Path, output_path: str | Path | None = None, progress: bool = False,
-                kernels: str = "auto") -> Video:
+                kernels: str = "auto", device: str = "cpu") -> Video:
     """Decode a bitstream file; write the Y4M (atomically) if ``output_path`` is given."""
-    video = decode_bytes(read_file_bytes(input_path), progress=progress, kernels=kernels)
+    video = decode_bytes(read_file_bytes(input_path), progress=progress, kernels=kernels, device=device)
     if output_path is not None:
         write_y4m(output_path, video)
     return video

@@ -205,8 +205,10 @@ def batch_loss(name: str, pred: torch.Tensor, target: torch.Tensor, luma: int, w
 
 @torch.no_grad()
 def render(model: nn.Module, frames: int, batch_size: int = 4, progress: bool = False) -> Iterator[torch.Tensor]:
-    """Yield the whole-frame output grids of frames 0..frames-1 in chunks: (B, H, W, C) in [0, 1]."""
+    """Yield the whole-frame output grids of frames 0..frames-1 in chunks: (B, H, W, C) in [0, 1], on the model's
+    device."""
     model.eval()
+    device = next(model.parameters()).device
     for start in tqdm(range(0, frames, batch_size), desc="render", disable=not progress, unit="chunk"):
-        t = torch.arange(start, min(start + batch_size, frames))
+        t = torch.arange(start, min(start + batch_size, frames), device=device)
         yield model(t)

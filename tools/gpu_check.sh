@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One prepared GPU check (< 8 minutes): the Triton kernel tests compiled for the real GPU (no interpreter), the
-# kernel benchmark, then the lead's training and decoding benchmarks when they exist.
+# kernel benchmark, the training and decoding benchmarks (with and without torch.compile), and `hinerv decode
+# --device cuda` against the CPU decode when the codec's dependencies import.
 #
 # Run from anywhere on the GPU machine, with the system python that has torch + triton (no install, no network):
 #     bash tools/gpu_check.sh            # log also in $OUT/gpu_check.log when OUT is set
 # Per-step limits (seconds) can be changed: TEST_TIMEOUT, KBENCH_TIMEOUT, TRAIN_TIMEOUT, TRAIN_COMPILE_TIMEOUT,
-# DECODE_TIMEOUT, DECODE_COMPILE_TIMEOUT (by default 480 s together; the steps took 136 s in all on an H200).
+# DECODE_TIMEOUT, DECODE_COMPILE_TIMEOUT, GPU_DECODE_TIMEOUT (by default 480 s together; the four steps of the
+# first version took 136 s in all on an H200).
 # Exit status: 0 when every step that ran passed, 1 otherwise (every step runs regardless).
 set -u -o pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
@@ -37,20 +39,25 @@ main() {
     nvidia-smi -L || true
     "$PY" -c "import sys, torch; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')"
     "$PY" -c "import triton; print('triton', triton.__version__)" || echo "triton NOT importable: the kernel tests skip"
-    step kernel-tests "${TEST_TIMEOUT:-100}" "$PY" -m pytest -q -p no:cacheprovider tests/inr/test_kernels.py
-    step bench-kernels "${KBENCH_TIMEOUT:-100}" "$PY" tools/bench_kernels.py --reps 20 --compile 1
+    step kernel-tests "${TEST_TIMEOUT:-80}" "$PY" -m pytest -q -p no:cacheprovider tests/inr/test_kernels.py
+    step bench-kernels "${KBENCH_TIMEOUT:-80}" "$PY" tools/bench_kernels.py --reps 20 --compile 1
     if [ -f tools/bench_train.py ]; then
         step bench-train "${TRAIN_TIMEOUT:-60}" "$PY" tools/bench_train.py --config hinerv-s-1080 --steps 10 --variants fp32-torch,bf16-torch,bf16-triton
         # torch.compile is in neither the encoder nor the decoder: these measure whether it would pay
-        step bench-train-compile "${TRAIN_COMPILE_TIMEOUT:-90}" "$PY" tools/bench_train.py --config hinerv-s-1080 --steps 10 --variants bf16,bf16-compile
+        step bench-train-compile "${TRAIN_COMPILE_TIMEOUT:-80}" "$PY" tools/bench_train.py --config hinerv-s-1080 --steps 10 --variants bf16,bf16-compile
     else
         echo "tools/bench_train.py not present: skipped"
     fi
     if [ -f tools/bench_decode.py ]; then
         step bench-decode "${DECODE_TIMEOUT:-60}" "$PY" tools/bench_decode.py --config hinerv-s-1080 --frames 32 --batch 4 --variants fp32-torch,bf16-torch,bf16-triton
-        step bench-decode-compile "${DECODE_COMPILE_TIMEOUT:-70}" "$PY" tools/bench_decode.py --config hinerv-s-1080 --frames 32 --batch 4 --variants bf16,bf16-compile
+        step bench-decode-compile "${DECODE_COMPILE_TIMEOUT:-60}" "$PY" tools/bench_decode.py --config hinerv-s-1080 --frames 32 --batch 4 --variants bf16,bf16-compile
     else
         echo "tools/bench_decode.py not present: skipped"
+    fi
+    if "$PY" -c "import av, constriction, pytorch_msssim, skimage, click, tqdm, skvideo" 2>/dev/null; then
+        step gpu-decode "${GPU_DECODE_TIMEOUT:-60}" "$PY" -m pytest -q -p no:cacheprovider tests/codec/test_pipeline.py -k gpu_decode
+    else
+        echo "the codec's dependencies do not import here: the GPU decode test skipped (carry wheels, see the device notes)"
     fi
     { set +x; } 2>/dev/null
     echo "===== total ${SECONDS} s; failed steps: ${FAILED[*]:-none}"

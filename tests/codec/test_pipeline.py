@@ -79,6 +79,15 @@ def test_decode_kernel_choice(encoded, tmp_path):
     assert not (tmp_path / "x.y4m").exists()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_decode_matches_the_cpu_decode(encoded):
+    out, _ = encoded
+    cpu, gpu = decode_file(out), decode_file(out, device="cuda")
+    for a, g in zip(cpu.planes, gpu.planes):
+        diff = np.abs(a.astype(np.int32) - g.astype(np.int32))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
 def test_kernel_choice_is_validated_and_not_part_of_the_resume_fingerprint():
     assert EncodeOptions(kernels="torch").fingerprint_fields() == EncodeOptions().fingerprint_fields()
     assert EncodeOptions(seed=1).fingerprint_fields() != EncodeOptions().fingerprint_fields()
@@ -193,6 +202,8 @@ def test_damaged_bitstream_exits_2_with_one_line(encoded, tmp_path, damage):
     (["encode", "{clip}", "{tmp}/o.bin", "--kernels", "triton", "--device", "cpu"], "kernels='triton'"),
     (["decode", "{encoded}", "{tmp}/o.y4m", "--kernels", "triton"], "kernels='triton'"),
     (["decode", "{encoded}", "{tmp}/o.y4m", "--kernels", "fast"], "Invalid value for '--kernels'"),
+    pytest.param(["decode", "{encoded}", "{tmp}/o.y4m", "--device", "cuda"], "no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")),
 ])
 def test_bad_cli_input_exits_2(clip, encoded, tmp_path, args, message):
     bad = tmp_path / "bad.y4m"
