@@ -125,8 +125,9 @@ class EncodeOptions:
             raise ValueError(f"--kernels must be one of {', '.join(KERNEL_MODES)}, got {self.kernels!r}")
         TrainConfig(batch_size=self.batch_size, patch_size=self.patch_size or 0, loss=self.loss, seed=self.seed)
 
-    def fingerprint_fields(self) -> dict[str, Any]:
-        """The options a resumed encode must share with the checkpoint's: all but the kernel choice."""
+    def result_fields(self) -> dict[str, Any]:
+        """The options that decide the result (what a resumed encode or a reused sweep point must share): all but
+        the kernel choice, which changes float rounding only."""
         fields = dataclasses.asdict(self)
         del fields["kernels"]
         return fields
@@ -323,7 +324,7 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     patch = options.resolved_patch_size(layout.grid_size)
     train_cfg = TrainConfig(options.batch_size, patch, loss=options.loss, seed=options.seed)
     data = TrainingData(grid, video.format.max_value, layout, options.batch_size, patch, device)
-    ckpt = Checkpointer(checkpoint_path(output_path), fingerprint(options.fingerprint_fields(), grid),
+    ckpt = Checkpointer(checkpoint_path(output_path), fingerprint(options.result_fields(), grid),
                         checkpoint_interval)
     model, elapsed_before = run_stages(model, data, options, train_cfg, hooks, option_hooks, ckpt, resume,
                                        progress, log, dist)  # train -> prune -> quantization-aware training

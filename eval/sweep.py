@@ -147,9 +147,10 @@ class Job:
         return f"{self.sequence.name}/{self.codec}/{self.point}"
 
     def config(self) -> dict[str, Any]:
-        """Everything that decides the result; a finished record must carry the same."""
-        return json.loads(json.dumps({"kind": self.kind, "source": self.sequence.identity(),
-                                      "settings": dict(self.settings)}))
+        """Everything that decides the result; a finished record must carry the same. The kernel choice does not
+        (float rounding only), so a point is reused whatever kernels made it."""
+        settings = {k: v for k, v in self.settings.items() if k != "kernels"}
+        return json.loads(json.dumps({"kind": self.kind, "source": self.sequence.identity(), "settings": settings}))
 
 
 def hinerv_points(presets: Sequence[str] = (), params: Sequence[int] = (), **options: Any) -> list[tuple[str, dict]]:

@@ -89,8 +89,8 @@ def test_gpu_decode_matches_the_cpu_decode(encoded):
 
 
 def test_kernel_choice_is_validated_and_not_part_of_the_resume_fingerprint():
-    assert EncodeOptions(kernels="torch").fingerprint_fields() == EncodeOptions().fingerprint_fields()
-    assert EncodeOptions(seed=1).fingerprint_fields() != EncodeOptions().fingerprint_fields()
+    assert EncodeOptions(kernels="torch").result_fields() == EncodeOptions().result_fields()
+    assert EncodeOptions(seed=1).result_fields() != EncodeOptions().result_fields()
     with pytest.raises(ValueError, match="--kernels must be one of"):
         EncodeOptions(kernels="cuda-magic")
 

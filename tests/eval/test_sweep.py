@@ -129,6 +129,16 @@ def test_cli_with_the_same_settings_finds_everything_done(swept, clip, capsys):
     assert "0 point(s) computed, 6 already done, 0 failed" in capsys.readouterr().out
 
 
+def test_the_kernel_choice_does_not_make_other_settings(swept, clip):
+    """Kernels change float rounding only: a point made under one choice is reused under another."""
+    out, _, _ = swept
+    hinerv = sweep.hinerv_points(["xxs"], [3000], **{**FAST, "kernels": "torch"})
+    assert all(opts["kernels"] == "torch" for _, opts in hinerv)  # what the encodes would run with
+    runner = Counting()
+    summary = sweep.run_sweep([sweep.clip_input(clip)], out, hinerv, {}, progress=False, runner=runner)
+    assert runner.labels == [] and len(summary.skipped) == 2
+
+
 def test_other_settings_are_refused_not_mixed(swept, clip, capsys):
     out, _, _ = swept
     hinerv = sweep.hinerv_points(["xxs"], [3000], epochs=3, prune_epochs=1, qat_epochs=1)
