@@ -44,6 +44,9 @@ SBS_TARGET_MAX_LAMBDA = {"log": 0.3, "linear": 3.0}
 SBS_LINEAR_LAMBDA = 5.0  # --sbs-rate linear: the default λ (per bpp, as --quant entropy). Carphone, preset s, 150
 #                          epochs: 14,484 B at 32.97 dB; with --sbs-prune 6,950 B at 31.05 dB (log's default 0.1,
 #                          with --sbs-prune: 6,582 B at 30.89 dB)
+# EncodeOptions fields that say how, not what, to compute (float rounding only): left out of the resume fingerprint
+# and of the sweep's record of what decided a point
+RUNTIME_FIELDS = ("kernels",)
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
 # --preset auto with a target: a parameter budget the target gives ~this many bits each. tools/bench_rd.py
 # (carphone, preset m): lambda 50 / 20 / 8 / 3 -> 1.6 / 2.9 / 4.3 / 5.4 bits per parameter; the middle trades best.
@@ -126,11 +129,8 @@ class EncodeOptions:
         TrainConfig(batch_size=self.batch_size, patch_size=self.patch_size or 0, loss=self.loss, seed=self.seed)
 
     def result_fields(self) -> dict[str, Any]:
-        """The options that decide the result (what a resumed encode or a reused sweep point must share): all but
-        the kernel choice, which changes float rounding only."""
-        fields = dataclasses.asdict(self)
-        del fields["kernels"]
-        return fields
+        """The options that decide the result (what a resumed encode must share): all but ``RUNTIME_FIELDS``."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RUNTIME_FIELDS}
 
     def resolved_patch_size(self, grid_size: tuple[int, int]) -> int:
         """Whole frames while a frame is small (cheap, no overlap), HiNeRV's 120x120 patches above that."""

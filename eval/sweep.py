@@ -147,9 +147,11 @@ class Job:
         return f"{self.sequence.name}/{self.codec}/{self.point}"
 
     def config(self) -> dict[str, Any]:
-        """Everything that decides the result; a finished record must carry the same. The kernel choice does not
-        (float rounding only), so a point is reused whatever kernels made it."""
-        settings = {k: v for k, v in self.settings.items() if k != "kernels"}
+        """Everything that decides the result; a finished record must carry the same. The encoder's runtime
+        options (``codec.encoder.RUNTIME_FIELDS``: the kernels) do not, so a point is reused whatever they were."""
+        from codec.encoder import RUNTIME_FIELDS
+
+        settings = {k: v for k, v in self.settings.items() if k not in RUNTIME_FIELDS}
         return json.loads(json.dumps({"kind": self.kind, "source": self.sequence.identity(), "settings": settings}))
 
 
