@@ -158,8 +158,8 @@ def our_step(name: str, config: HiNeRVConfig, batch: int, patch: int, where: str
     loss_fn = torch.nn.functional.mse_loss  # the loss barely matters for speed; keeps the bench torch-only
     dtype = torch.bfloat16 if "bf16" in name else None
     step_fn = model
-    if "compile" in name:
-        step_fn = torch.compile(model)
+    if "compile" in name:  # -cg: CUDA graphs too (mode reduce-overhead), for a step bound by kernel launches
+        step_fn = torch.compile(model, mode="reduce-overhead" if name.endswith("-cg") else None)
 
     def step() -> None:
         region = None
@@ -185,10 +185,12 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--variants", default=None, help="comma-separated; first is the baseline "
-                    "(fp32, fp32-torch, fp32-foreach, fp32-fused, fp32-onepass, bf16, bf16-triton, bf16-compile; "
+                    "(fp32, fp32-torch, fp32-foreach, fp32-fused, fp32-onepass, bf16, bf16-triton, bf16-compile, "
+                    "bf16-compile-cg; "
                     "kernels: 'auto' as the codec picks them, '-torch' plain PyTorch (no oneDNN linears on a CPU), "
                     "'-triton' forced; foreach / fused: Adam's multi-tensor / fused CPU path; onepass: the CPU "
-                    "batch not split in chunks)")
+                    "batch not split in chunks; compile-cg: torch.compile with CUDA graphs)")
+    ap.add_argument("--batch", type=int, default=None, help="patches (or frames) per step instead of the config's")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rounds", type=int, default=1, help="run the variants in turn this many times")
     ap.add_argument("--reference-dir", default=None,
@@ -197,6 +199,10 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     make, batch, patch, where = (CONFIGS[args.config] + ("corner",))[:4]
+    if args.batch is not None:
+        if args.batch < 1:
+            raise SystemExit("--batch must be at least 1")
+        batch = args.batch
     config = make()
     variants = (args.variants or ("fp32" if args.device == "cpu" else "fp32-torch,bf16-torch,bf16-triton")).split(",")
     with torch.device("meta"):
