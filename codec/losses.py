@@ -61,8 +61,11 @@ def structural_similarity(pred: torch.Tensor, target: torch.Tensor, win_size: in
     for win in range(win_size, 2, -2):
         if side > (win - 1) * 16:
             return ms_ssim(x, y, data_range=1.0, win_size=win)
-    win = min(win_size, side if side % 2 else side - 1)
-    return ssim(x, y, data_range=1.0, win_size=max(win, 1))
+    win = max(1, min(win_size, side if side % 2 else side - 1))
+    if side == 1:  # a patch one pixel thick (a grid's last row or column of patches): pytorch_msssim would
+        # squeeze its unit axis away and fail. A 1x1 window sees each pixel alone, so doubling the axis is exact.
+        x, y = (v.repeat(1, 1, 2 if v.shape[-2] == 1 else 1, 2 if v.shape[-1] == 1 else 1) for v in (x, y))
+    return ssim(x, y, data_range=1.0, win_size=win)
 
 
 @LOSSES.register("l1ssim")

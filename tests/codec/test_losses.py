@@ -8,7 +8,7 @@ from codec.losses import LOSSES, plane_mse, psnr_yuv_from_mse
 
 
 @pytest.mark.parametrize("name", LOSSES.names())
-@pytest.mark.parametrize("size", [(72, 88), (16, 16)])
+@pytest.mark.parametrize("size", [(72, 88), (16, 16), (2, 7), (1, 6), (5, 1), (1, 1)])
 def test_every_loss_is_finite_and_differentiable(name, size):
     torch.manual_seed(0)
     target = torch.rand(2, *size, 6)
@@ -16,6 +16,16 @@ def test_every_loss_is_finite_and_differentiable(name, size):
     loss = LOSSES.get(name)(pred, target, 4)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
+def test_l1ssim_on_a_patch_one_pixel_thick_is_ssim_with_a_1x1_window():
+    """A 1x1 window has no variance: SSIM is the mean of (2xy + C1) / (x^2 + y^2 + C1), C1 = 0.01^2."""
+    torch.manual_seed(2)
+    for shape in [(2, 1, 6, 6), (2, 5, 1, 6), (1, 1, 1, 3)]:
+        pred, target = torch.rand(shape), torch.rand(shape)
+        ssim = ((2 * pred * target + 1e-4) / (pred**2 + target**2 + 1e-4)).mean()
+        expected = 0.7 * (pred - target).abs().mean() + 0.3 * (1 - ssim)
+        assert float(LOSSES.get("l1ssim")(pred, target, 4)) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_losses_prefer_the_closer_prediction():
