@@ -165,8 +165,10 @@ class HiNeRV(nn.Module):
 
 
 def cpu_chunks(batch: int, frame_bytes: int, limit: int = CPU_CHUNK_BYTES) -> int:
-    """How many near-equal chunks keep ``batch / chunks * frame_bytes`` within ``limit`` (at most ``batch``)."""
-    return max(1, min(batch, -(-batch * frame_bytes // limit)))
+    """The fewest near-equal chunks (``tensor_split``) of ``batch`` frames whose largest keeps
+    ``frames * frame_bytes`` within ``limit``; one frame a chunk when a frame alone passes it."""
+    per_chunk = max(1, limit // max(1, frame_bytes))
+    return max(1, -(-batch // per_chunk))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -159,3 +159,13 @@ def test_cpu_chunks_split_only_what_exceeds_the_limit():
     assert cpu_chunks(8, 5 << 20, 32 << 20) == 2
     assert cpu_chunks(3, 100 << 20, 32 << 20) == 3  # never more chunks than frames
     assert cpu_chunks(1, 1, 32 << 20) == 1
+    assert cpu_chunks(4, 10, 15) == 4  # 3 chunks would be 2 + 1 + 1 frames: 20 > 15
+    for batch in range(1, 13):
+        for frame_bytes in range(1, 40):
+            chunks = cpu_chunks(batch, frame_bytes, 16)
+            largest = max(len(c) for c in torch.arange(batch).tensor_split(chunks))
+            assert 1 <= chunks <= batch
+            assert largest * frame_bytes <= 16 or largest == 1  # within the limit, or one frame alone
+            if chunks > 1:  # and the fewest that are
+                fewer = max(len(c) for c in torch.arange(batch).tensor_split(chunks - 1))
+                assert fewer * frame_bytes > 16
