@@ -149,8 +149,9 @@ def our_step(name: str, config: HiNeRVConfig, batch: int, patch: int, where: str
     if "onepass" in name:
         model.chunk_bytes = 0  # the CPU batch in one pass, not in chunks (inr.model.CPU_CHUNK_BYTES)
     model.set_kernels(variant_kernels(name))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=("fused" in name or device != "cpu") or None,
-                           foreach=True if "foreach" in name else None)
+    foreach = "foreach" in name  # Adam refuses foreach and fused together: foreach wins where named
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=foreach or None,
+                           fused=("fused" in name or (device != "cpu" and not foreach)) or None)
     corners = torch.Generator().manual_seed(0)
     h, w = (patch, patch) if patch else (config.height, config.width)
     target = torch.rand(batch, h, w, config.out_channels, device=device)
