@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Iterator, Mapping, Sequence
 
 import torch
 import torch.distributed as tdist
 
 DEVICES = ("auto", "cpu", "cuda")
+
+# How long the other ranks wait for rank 0 to write the bitstream after training. Rank 0 works alone then: the
+# last-mile size fit codes the file up to 20 times (~0.3 us a parameter each: minutes at the largest presets),
+# past NCCL's default collective timeout of 10 minutes (gloo: 30), which would abort the wait and the launch.
+FILE_WAIT_TIMEOUT = timedelta(hours=6)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class DistContext:
     rank: int  # 0 .. world_size - 1; rank 0 writes files and shows progress
     world_size: int
     local_rank: int = 0  # rank on this machine: picks the GPU
+    wait_group: object = field(default=None, compare=False, repr=False)  # set by process_group (barrier's)
 
     def __post_init__(self) -> None:
         if not 0 <= self.rank < self.world_size or self.local_rank < 0:
@@ -70,28 +77,29 @@ def resolve_device(name: str, ctx: DistContext | None = None) -> torch.device:
 
 
 @contextmanager
-def process_group(ctx: DistContext | None, device: torch.device) -> Iterator[None]:
+def process_group(ctx: DistContext | None, device: torch.device) -> Iterator[DistContext | None]:
     """Join the ranks' process group (NCCL on CUDA, gloo on CPU) for the duration; nothing for ``None``.
 
-    The rendezvous address comes from MASTER_ADDR / MASTER_PORT, as ``torchrun`` sets them.
+    Yields ``ctx`` with the group ``barrier`` waits on (``FILE_WAIT_TIMEOUT``). The rendezvous address comes
+    from MASTER_ADDR / MASTER_PORT, as ``torchrun`` sets them.
     """
     if ctx is None:
-        yield
+        yield None
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
     tdist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method="env://",
                              rank=ctx.rank, world_size=ctx.world_size)
     try:
-        yield
+        yield replace(ctx, wait_group=tdist.new_group(timeout=FILE_WAIT_TIMEOUT))
     finally:
         tdist.destroy_process_group()
 
 
 def barrier(ctx: DistContext | None) -> None:
-    """Wait for every rank (nothing for a single process)."""
+    """Wait for every rank (nothing for a single process), for up to ``FILE_WAIT_TIMEOUT``."""
     if ctx is not None and ctx.world_size > 1:
-        tdist.barrier()
+        tdist.barrier(group=ctx.wait_group)
 
 
 def shard_slice(batch: int, rank: int, world_size: int) -> slice:

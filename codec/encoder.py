@@ -277,7 +277,7 @@ def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptio
     """
     dist = distributed.from_env()
     device = distributed.resolve_device(options.device, dist)
-    with distributed.process_group(dist, device):
+    with distributed.process_group(dist, device) as dist:
         return _encode(input_path, output_path, options, resume, progress, hooks,
                        log if distributed.is_main(dist) else (lambda *_: None), checkpoint_interval, dist, device)
 

@@ -7,16 +7,22 @@ import os
 import socket
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
 
-from codec.distributed import DistContext, from_env, is_main, process_group, resolve_device, shard_batch, shard_slice
+from codec.clips import make_clip
+from codec.decoder import decode_file
+from codec.distributed import (FILE_WAIT_TIMEOUT, DistContext, from_env, is_main, process_group, resolve_device,
+                               shard_batch, shard_slice)
 from codec.layout import PlaneLayout
 from codec.train import StageSpec, TrainConfig, TrainingData, train_stage
+from codec.y4m import read_y4m
 from compress.hooks import HookList, TrainingHook
 from compress.quantize import QuantConfig, quantize_
+from eval.metrics import evaluate
 from inr.config import HiNeRVConfig
 from inr.model import HiNeRV
 
@@ -25,6 +31,7 @@ from inr.model import HiNeRV
 # this test's 9 steps. Float rounding differs (a batch of 2 vs 2 of 1), and Adam's early steps, ~lr * sign(g),
 # turn a rounding difference in a near-zero gradient into a visible one. 1e-4 is 1% of one step at lr 1e-2.
 TOLERANCE = 1e-4
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
@@ -117,12 +124,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _ranks(argv: list[str], world: int, cwd: Path) -> list[subprocess.Popen]:
+    """``world`` processes running ``argv`` as ``torchrun`` would launch them (one thread each)."""
+    env = {**os.environ, "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return [subprocess.Popen(argv, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, cwd=cwd,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(world)]
+
+
 def test_two_ranks_train_what_one_process_trains(tmp_path):
     out = tmp_path / "rank0.pt"
-    env = {**os.environ, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
-           "OMP_NUM_THREADS": "1"}
-    ranks = [subprocess.Popen([sys.executable, __file__, str(out)], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in range(2)]
+    ranks = _ranks([sys.executable, __file__, str(out)], 2, ROOT)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -139,6 +151,42 @@ def test_two_ranks_train_what_one_process_trains(tmp_path):
     initial = _model().state_dict()
     trained = {k.replace("parametrizations.", "").removesuffix(".original"): v for k, v in single.items()}
     assert min(float((trained[k] - initial[k]).abs().max()) for k in initial) > 100 * TOLERANCE  # all trained
+
+
+def test_two_ranks_encode_the_file_one_process_encodes(tmp_path):
+    """`hinerv encode` under 2 gloo ranks: rank 0 alone reports and writes, and the file is the one-process file
+    up to float rounding (measured: the same bytes, 1,253 of them, for this clip and options)."""
+    clip = tmp_path / "clip.y4m"
+    make_clip(clip, frames=6, crop=(40, 32, 64, 48))
+    args = ["encode", str(clip), "OUT", "--preset", "s", "--epochs", "6", "--batch-size", "2", "--device", "cpu",
+            "--quiet"]
+    cli = [sys.executable, "-m", "codec.cli"]
+    ranks = _ranks(cli + [a.replace("OUT", str(tmp_path / "two.bin")) for a in args], 2, tmp_path)
+    single = subprocess.run(cli + [a.replace("OUT", str(tmp_path / "one.bin")) for a in args], cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+                            capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr
+    outputs = [proc.communicate(timeout=300)[0] for proc in ranks]
+    assert [proc.returncode for proc in ranks] == [0, 0], outputs
+    assert "two.bin:" in outputs[0] and outputs[1] == ""  # rank 0 reports; rank 1 says nothing
+    one, two = (tmp_path / "one.bin").read_bytes(), (tmp_path / "two.bin").read_bytes()
+    assert abs(len(two) - len(one)) <= 0.01 * len(one)
+    psnr = [evaluate(read_y4m(clip), decode_file(tmp_path / name)).psnr_yuv for name in ("one.bin", "two.bin")]
+    assert abs(psnr[0] - psnr[1]) < 0.02, psnr
+    assert not list(tmp_path.glob("*.ckpt"))
+
+
+def test_the_wait_for_rank_0s_file_outlasts_the_collective_timeout(monkeypatch):
+    """After training the other ranks wait while rank 0 fits and writes the file alone: a group of its own,
+    with a timeout longer than the default groups' (NCCL 10 min, gloo 30 min)."""
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    cpu = torch.device("cpu")
+    with process_group(DistContext(0, 1), cpu) as ctx:
+        wait = ctx.wait_group._get_backend(cpu).options._timeout
+        default = torch.distributed.group.WORLD._get_backend(cpu).options._timeout
+        assert wait == FILE_WAIT_TIMEOUT > max(default, timedelta(minutes=30))
+    assert not torch.distributed.is_initialized()
 
 
 if __name__ == "__main__":  # one rank of test_two_ranks_train_what_one_process_trains
