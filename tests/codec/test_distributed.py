@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from codec.checkpoint import checkpoint_path
 from codec.clips import make_clip
 from codec.decoder import decode_file
 from codec.distributed import (FILE_WAIT_TIMEOUT, DistContext, from_env, is_main, process_group, resolve_device,
                                shard_batch, shard_slice)
+from codec.encoder import EncodeOptions, encode
 from codec.layout import PlaneLayout
 from codec.train import StageSpec, TrainConfig, TrainingData, train_stage
 from codec.y4m import read_y4m
@@ -153,27 +155,70 @@ def test_two_ranks_train_what_one_process_trains(tmp_path):
     assert min(float((trained[k] - initial[k]).abs().max()) for k in initial) > 100 * TOLERANCE  # all trained
 
 
-def test_two_ranks_encode_the_file_one_process_encodes(tmp_path):
+CLI_ARGS = ["--preset", "s", "--epochs", "6", "--batch-size", "2", "--device", "cpu", "--quiet"]
+CLI_OPTIONS = EncodeOptions(preset="s", epochs=6, batch_size=2, device="cpu")  # the same, for encode()
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "codec.cli", *args, *CLI_ARGS]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> tuple[Path, Path]:
+    """A 64x48 6-frame clip and its file from a single-process `hinerv encode` (one thread)."""
+    folder = tmp_path_factory.mktemp("ddp")
+    clip, out = folder / "clip.y4m", folder / "one.bin"
+    make_clip(clip, frames=6, crop=(40, 32, 64, 48))
+    subprocess.run(_cli("encode", str(clip), str(out)), cwd=folder, check=True, capture_output=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})
+    return clip, out
+
+
+def _assert_same_file(clip: Path, one: Path, two: Path) -> None:
+    """The same file up to float rounding: sizes within 1%, decoded PSNR within 0.02 dB."""
+    assert abs(two.stat().st_size - one.stat().st_size) <= 0.01 * one.stat().st_size
+    psnr = [evaluate(read_y4m(clip), decode_file(f)).psnr_yuv for f in (one, two)]
+    assert abs(psnr[0] - psnr[1]) < 0.02, psnr
+
+
+def test_two_ranks_encode_the_file_one_process_encodes(one_process, tmp_path):
     """`hinerv encode` under 2 gloo ranks: rank 0 alone reports and writes, and the file is the one-process file
     up to float rounding (measured: the same bytes, 1,253 of them, for this clip and options)."""
-    clip = tmp_path / "clip.y4m"
-    make_clip(clip, frames=6, crop=(40, 32, 64, 48))
-    args = ["encode", str(clip), "OUT", "--preset", "s", "--epochs", "6", "--batch-size", "2", "--device", "cpu",
-            "--quiet"]
-    cli = [sys.executable, "-m", "codec.cli"]
-    ranks = _ranks(cli + [a.replace("OUT", str(tmp_path / "two.bin")) for a in args], 2, tmp_path)
-    single = subprocess.run(cli + [a.replace("OUT", str(tmp_path / "one.bin")) for a in args], cwd=tmp_path,
-                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
-                            capture_output=True, text=True)
-    assert single.returncode == 0, single.stderr
+    clip, one = one_process
+    two = tmp_path / "two.bin"
+    ranks = _ranks(_cli("encode", str(clip), str(two)), 2, tmp_path)
     outputs = [proc.communicate(timeout=300)[0] for proc in ranks]
     assert [proc.returncode for proc in ranks] == [0, 0], outputs
     assert "two.bin:" in outputs[0] and outputs[1] == ""  # rank 0 reports; rank 1 says nothing
-    one, two = (tmp_path / "one.bin").read_bytes(), (tmp_path / "two.bin").read_bytes()
-    assert abs(len(two) - len(one)) <= 0.01 * len(one)
-    psnr = [evaluate(read_y4m(clip), decode_file(tmp_path / name)).psnr_yuv for name in ("one.bin", "two.bin")]
-    assert abs(psnr[0] - psnr[1]) < 0.02, psnr
-    assert not list(tmp_path.glob("*.ckpt"))
+    _assert_same_file(clip, one, two)
+    assert not checkpoint_path(two).exists()
+
+
+class Interrupt(TrainingHook):
+    """Stops an encode at one step, as a kill would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, step, model, ctx):
+        if ctx.stage == "train" and step == self.step:
+            raise KeyboardInterrupt
+
+
+def test_an_encode_interrupted_alone_resumes_on_two_ranks(one_process, tmp_path):
+    """The checkpoint holds no trace of the process count: a one-process encode resumes under 2 ranks."""
+    clip, one = one_process
+    out = tmp_path / "resumed.bin"
+    with pytest.raises(KeyboardInterrupt):
+        encode(clip, out, CLI_OPTIONS, hooks=HookList([Interrupt(7)]), progress=False, log=lambda *_: None,
+               checkpoint_interval=0)
+    assert checkpoint_path(out).exists() and not out.exists()
+    ranks = _ranks(_cli("encode", str(clip), str(out), "--resume"), 2, tmp_path)
+    outputs = [proc.communicate(timeout=300)[0] for proc in ranks]
+    assert [proc.returncode for proc in ranks] == [0, 0], outputs
+    assert "resum" in outputs[0].lower(), outputs[0]
+    _assert_same_file(clip, one, out)
+    assert not checkpoint_path(out).exists()
 
 
 def test_the_wait_for_rank_0s_file_outlasts_the_collective_timeout(monkeypatch):
