@@ -185,7 +185,9 @@ def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: T
                     running = mse if running is None else 0.9 * running + 0.1 * mse
                 bar.update(1)
                 if i % 10 == 0 and show:
-                    bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{psnr_yuv_from_mse(running):.2f}",
+                    # the whole batch's loss: the data term already is; the parameter term counts every rank's share
+                    shown = loss.item() + (0.0 if extra is None else (1 - weight) * float(extra))
+                    bar.set_postfix(loss=f"{shown:.4f}", psnr=f"{psnr_yuv_from_mse(running):.2f}",
                                     refresh=False)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, optimizer)
