@@ -222,8 +222,8 @@ def main() -> int:
             step = (reference_step(args.reference_dir, config, batch, patch, where, args.device)
                     if name == "reference" else our_step(name, config, batch, patch, where, args.device))
             times[name] += time_steps(step, args.steps, args.warmup, args.device)
-            if args.rounds > 1:
-                print(f"  round {r + 1}: {name} {statistics.median(times[name][-args.steps:]):.4f} s/step", flush=True)
+            # at once, so that a run stopped at a time limit (tools/gpu_check.sh) keeps what it measured
+            print(f"  round {r + 1}: {name} {statistics.median(times[name][-args.steps:]):.4f} s/step", flush=True)
     base = None
     print(f"{'variant':<16} {'s/step (median)':>16} {'steps/s':>8} {'Mpixel/s':>9} {'speed-up':>8}")
     for name in variants:
