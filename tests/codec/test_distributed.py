@@ -1,4 +1,4 @@
-"""Scaling the trainer: bf16 autocast, batch sharding, and 2 gloo ranks train what one process trains.
+"""Scaling the trainer: bf16 autocast, batch sharding, and 2 gloo ranks train, encode and resume what one process does.
 
 The ranks are launched as ``torchrun`` launches them (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT in the
 environment), each running this file as a script.
