@@ -1,0 +1,70 @@
+"""The bytes an encode writes, pinned: a refactor of the pipeline must not change what a fixed input encodes to.
+
+Each case runs ``hinerv encode`` in a fresh process on one thread (the CPU's float reductions depend on the thread
+count, so the bytes are pinned for one) on a 4-frame 64x48 crop of carphone. A deliberate change of what the
+encoder computes (a default, a rounding, a new field in the file) moves these pins: say why in the commit that
+moves them, and print the new values with ``pytest tests/codec/test_pinned_bytes.py``.
+
+Also: files written by earlier versions decode, to the same samples (``tests/fixtures/v1_*.bin``, written by
+the encoder of 2026-12-04 before the quantizer registry; the Y4M they decode to is pinned by its sha256).
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from codec.clips import make_clip
+from codec.decoder import decode_file
+from codec.y4m import write_y4m
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+COMMON = ["--preset", "s", "--epochs", "4", "--batch-size", "2",
+          "--seed", "0", "-q"]
+# case: (extra CLI options, file size, sha256 of the file)
+PINNED = {
+    "uniform": (["--quant", "uniform"], 1280, "e8cdbca0f52deb4acf7fe29af39ec26673de1ab6e56250e2ade01400a7b5c28d"),
+    "sbs": (["--quant", "sbs"], 1528, "3f0a46fcece7783ab06a6e9e575596149ca58deefd1dff360c1b433a210a3e70"),
+    "entropy": (["--quant", "entropy"], 1607, "1762549a3ac7976a2411201dd9dc457bb372093eb93a6a8e454c4e7f70ed99f6"),
+    "entropy-target": (["--quant", "entropy", "--target-size", "700"], 692,
+                      "7422495fa10ea02bbd9175e76bc02a130ab913932a0285a99a9cf046ae0b9a7a"),
+    "sbs-target": (["--quant", "sbs", "--target-size", "900"], 899,
+                  "143fd5ff3799c6f1678ed99be919d807f5614e6df740175045ad9078757152ae"),
+}
+ONE_THREAD_CLI = "import sys, torch; torch.set_num_threads(1); from codec.cli import main; sys.argv[0] = 'hinerv'; main()"
+# the Y4M each committed file decodes to
+FIXTURE_DECODES = {
+    "v1_uniform.bin": "c5d02e3349fdac2329486be496311a297f742ed4051fd555dc14ca59e3a978b5",
+    "v1_sbs.bin": "77f0798810af9ca7e484869872ed4b9a3df479b13fbc4531a4117f7930bf3a36",
+    "v1_entropy.bin": "43368a8d4d9f2bdc211959c5c77a91b0109ee9e590b6e71b91d8d964ab5bf9a3",
+}
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("clip") / "carphone.y4m"
+    make_clip(path, frames=4, crop=(40, 32, 64, 48))
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(PINNED))
+def test_encode_writes_the_pinned_bytes(clip, tmp_path, case):
+    extra, size, digest = PINNED[case]
+    out = tmp_path / f"{case}.bin"
+    r = subprocess.run([sys.executable, "-c", ONE_THREAD_CLI, "encode", str(clip), str(out), *COMMON, *extra],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    data = out.read_bytes()
+    assert (len(data), hashlib.sha256(data).hexdigest()) == (size, digest), \
+        f"{case}: the encoder now writes {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}"
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_DECODES))
+def test_files_of_earlier_versions_decode_to_the_same_samples(tmp_path, name):
+    out = tmp_path / "decoded.y4m"
+    write_y4m(out, decode_file(FIXTURES / name))
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == FIXTURE_DECODES[name]
