@@ -44,9 +44,9 @@ class SectionType(enum.IntEnum):
     END = 0  # terminator, empty payload
     VIDEO = 1  # video parameters (geometry, fps, chroma, bit depth, colour tags)
     MODEL = 2  # model configuration
-    QUANT = 3  # quantization / compression parameters
+    # 3 and 5 were reserved for QUANT and TRAIN sections that no writer ever wrote: retired, never to be reused
     TENSORS = 4  # entropy-coded quantized tensors (bitstream.tensors)
-    TRAIN = 5  # optional metadata (training settings, provenance); not needed to decode
+    PLUGINS = 6  # the plugins that made the file: name, options, and the data a plugin's decoder needs
 
 
 _KNOWN_TYPES = frozenset(int(t) for t in SectionType)

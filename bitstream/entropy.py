@@ -19,7 +19,7 @@ Parameters are stored as float16 and the coder is always built from the fp16-rou
 so encoder and decoder agree bit-exactly. Symbols lie in [-32767, 32767]; the support [lo, hi] is part of the
 side information so the coder covers exactly the needed range. See ``bitstream/FORMAT.md``.
 
-The coder protocol (DESIGN §8): ``encode(symbols, spec) -> bytes`` and ``decode(spec, payload, n)``,
+The coder protocol (docs/design.md §8): ``encode(symbols, spec) -> bytes`` and ``decode(spec, payload, n)``,
 vectorised numpy in and out; models are looked up by name in :data:`MODELS` or by id in a frozen table.
 """
 from __future__ import annotations
@@ -32,9 +32,10 @@ from typing import Any, ClassVar
 import constriction
 import numpy as np
 
+from bitstream.distributions import PROB_FLOOR, SCALE_MIN, SYMBOL_MAX, log_interval_prob
 from bitstream.errors import BitstreamError
 from bitstream.fields import Reader, unzigzag, uvarint_size, write_uvarint, zigzag
-from codec.registry import Registry
+from common.registry import Registry
 
 __all__ = [
     "MAX_SYMBOLS",
@@ -51,12 +52,10 @@ __all__ = [
     "model_by_id",
 ]
 
-SYMBOL_MAX = 32767  # symbols lie in [-SYMBOL_MAX, SYMBOL_MAX]
 MAX_SYMBOLS = 1 << 28  # most symbols one decode call accepts
 CAT_MAX_BINS = 4096  # widest support the categorical model takes
 CAT_LEVELS = 63  # log-count levels 1..63 (0 = symbol absent)
 CAT_STEPS_PER_OCTAVE = 4  # level step = 2**(1/4) in probability
-SCALE_MIN = 2.0**-8  # smallest scale the encoder writes (the decoder accepts any positive finite fp16)
 # A range-coded payload is its ideal length (-log2 P summed, /8) plus about this many bytes: the coder flushes
 # whole 32-bit words and only trailing zero bytes are dropped. Measured on Laplace symbols, 4 to 5000 per
 # payload: mean 1.85-2.5 bytes, std ~1.2, independent of the length.
@@ -418,39 +417,15 @@ class RawModel(EntropyModel):
 # -- parametric models: quantized Laplace / Gaussian with fp16 loc and scale
 
 
-def _erfc(x: np.ndarray) -> np.ndarray:
-    """erfc for x >= 0 (Numerical Recipes' Chebyshev fit, relative error < 1.2e-7); used only to estimate."""
-    t = 1.0 / (1.0 + 0.5 * x)
-    poly = -x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (
-        0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
-    return t * np.exp(poly)
-
-
-def _upper_tail(kind: str, z: np.ndarray) -> np.ndarray:
-    """P(X > z) for the standard distribution, z >= 0."""
-    if kind == "laplace":
-        return 0.5 * np.exp(-z)
-    return 0.5 * _erfc(z / math.sqrt(2.0))
-
-
-def _interval_prob(kind: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """P(a < X < b) for standardised bounds a < b, computed on the tail side to avoid cancellation."""
-    sa, sb = _upper_tail(kind, np.abs(a)), _upper_tail(kind, np.abs(b))
-    return np.where(a >= 0, sa - sb, np.where(b <= 0, sb - sa, 1.0 - sa - sb))
-
-
-_PMIN = 2.0**-24  # constriction's 24-bit probability floor, roughly
-
-
 def _parametric_xent(kind: str, st: _Stats, loc: float, scales: Any) -> np.ndarray:
     """Estimated bits of the symbols under the quantized distribution on [lo, hi], one per scale."""
     sc = np.atleast_1d(np.asarray(scales, dtype=np.float64))[:, None]  # (S, 1)
     a = (np.append(st.values, st.lo)[None, :] - 0.5 - loc) / sc  # (S, V+1)
     b = a + 1.0 / sc
     b[:, -1] = ((st.hi + 0.5 - loc) / sc)[:, 0]  # last column: the whole support, for normalisation
-    p = _interval_prob(kind, a, b)
-    p = np.maximum(p[:, :-1] / np.maximum(p[:, -1:], 1e-300), _PMIN)
-    return -(np.log2(p) @ st.counts)
+    log_p = log_interval_prob(kind, a, b)
+    log_p = np.maximum(log_p[:, :-1] - log_p[:, -1:], math.log(PROB_FLOOR))
+    return -(log_p @ st.counts) / math.log(2.0)
 
 
 class _ParametricModel(EntropyModel):
@@ -664,7 +639,7 @@ class CategoricalModel(EntropyModel):
 
     def estimate_payload_bits(self, st: _Stats, spec: ModelSpec) -> float:
         w = _WEIGHTS[np.asarray(spec.params, dtype=np.int64)]
-        p = np.maximum(w / w.sum(), _PMIN)
+        p = np.maximum(w / w.sum(), PROB_FLOOR)
         return float(-(st.hist * np.log2(p)).sum())
 
 

@@ -7,9 +7,8 @@ smallest (:func:`bitstream.entropy.fit_and_encode`). Record layout (see ``bitstr
 
     count                uvarint
     per tensor:
-      name               uvarint v; v even: the name is the next v/2 bytes; v odd: ref = the name of the
-                         record (v+1)/2 back, then uvarint p, uvarint s, uvarint m, m bytes, and
-                         name = ref[:p] + those bytes + ref[len(ref)-s:]. An empty name (v = 0) is allowed.
+      name               uvarint v = 2 * byte length (even), then the UTF-8 name; an empty name (v = 0) is
+                         allowed (hinerv files: the model's parameter order names the tensors)
       meta               u8: bits (low 5 bits, 0..16) | (axis + 1 or 0 for none) << 5
       shape              uvarint ndim (<= 7), ndim uvarint dims
       scales             one scale: float16 LE;  per channel: model spec [+ uvarint length + payload]
@@ -24,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from bitstream.entropy import SYMBOL_MAX, ModelSpec, decode, encode, fit_and_encode
+from bitstream.distributions import DISTRIBUTIONS, SYMBOL_MAX
+from bitstream.entropy import ModelSpec, decode, encode, fit_and_encode
 from bitstream.errors import BitstreamError
 from bitstream.fields import Reader, uvarint_size, write_uvarint
 
@@ -52,7 +52,7 @@ class TensorLimits:
     max_name_bytes: int = MAX_NAME_BYTES
 
 
-PARAMETRIC = ("laplace", "gaussian")
+
 
 
 def _check_entropy(name: str, entropy: object) -> tuple[str, float, float]:
@@ -60,8 +60,8 @@ def _check_entropy(name: str, entropy: object) -> tuple[str, float, float]:
         model, loc, scale = entropy  # type: ignore[misc]
     except (TypeError, ValueError):
         raise ValueError(f"{name}: entropy must be (model, loc, scale), got {entropy!r}") from None
-    if model not in PARAMETRIC:
-        raise ValueError(f"{name}: entropy model must be one of {PARAMETRIC}, got {model!r}")
+    if model not in DISTRIBUTIONS:
+        raise ValueError(f"{name}: entropy model must be one of {DISTRIBUTIONS}, got {model!r}")
     return model, float(loc), float(scale)
 
 
@@ -149,7 +149,7 @@ class QuantizedTensor:
             sc = sc.reshape([-1 if i == self.axis else 1 for i in range(len(self.shape))])
         else:
             sc = sc.reshape(())
-        return self.symbols.astype(np.float32) * sc
+        return np.asarray(self.symbols.astype(np.float32) * sc)  # an array for 0-D tensors too
 
     @property
     def numel(self) -> int:
@@ -189,32 +189,8 @@ def _ints_to_scales(v: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------- encode
 
 
-_NAME_WINDOW = 64  # how many previous names the encoder tries as a reference
-
-
-def _affix_lengths(ref: bytes, name: bytes) -> tuple[int, int]:
-    """Longest common prefix, then longest common suffix of what is left (p + s <= both lengths)."""
-    n = min(len(ref), len(name))
-    p = 0
-    while p < n and ref[p] == name[p]:
-        p += 1
-    s = 0
-    while s < n - p and ref[-1 - s] == name[-1 - s]:
-        s += 1
-    return p, s
-
-
-def _encode_name(name: bytes, previous: list[bytes]) -> bytes:
-    """The cheapest reference among the last names: ``name = ref[:p] + middle + ref[len(ref)-s:]``."""
-    best = write_uvarint(2 * len(name)) + name
-    for d in range(1, min(len(previous), _NAME_WINDOW) + 1):
-        ref = previous[-d]
-        p, s = _affix_lengths(ref, name)
-        middle = name[p : len(name) - s]
-        code = write_uvarint(2 * d - 1) + write_uvarint(p) + write_uvarint(s) + write_uvarint(len(middle)) + middle
-        if len(code) < len(best):
-            best = code
-    return best
+def _encode_name(name: bytes) -> bytes:
+    return write_uvarint(2 * len(name)) + name
 
 
 def _given_spec(symbols: np.ndarray, entropy: tuple[str, float, float]) -> ModelSpec:
@@ -255,7 +231,6 @@ def encode_tensors(tensors: list[QuantizedTensor], payload_sizes: list[int] | No
     if payload_sizes is not None and len(payload_sizes) != len(tensors):
         raise ValueError(f"expected {len(tensors)} payload sizes, got {len(payload_sizes)}")
     out = bytearray(write_uvarint(len(tensors)))
-    previous: list[bytes] = []
     seen: set[str] = set()
     for i, t in enumerate(tensors):
         if not isinstance(t, QuantizedTensor):
@@ -263,9 +238,7 @@ def encode_tensors(tensors: list[QuantizedTensor], payload_sizes: list[int] | No
         if t.name and t.name in seen:
             raise ValueError(f"tensor name {t.name!r} appears twice")
         seen.add(t.name)
-        name = t.name.encode("utf-8")
-        out += _encode_name(name, previous)
-        previous.append(name)
+        out += _encode_name(t.name.encode("utf-8"))
         out.append(t.bits | ((0 if t.axis is None else t.axis + 1) << 5))
         out += write_uvarint(len(t.shape))
         for d in t.shape:
@@ -297,7 +270,7 @@ class _Record:
     payload: bytes
     start: int
     end: int
-    name_bytes: int  # bytes the (front-coded) name took
+    name_bytes: int  # bytes the name took
 
 
 def _read_coded(r: Reader, what: str) -> tuple[ModelSpec, bytes]:
@@ -314,26 +287,14 @@ def _parse(payload: bytes, limits: TensorLimits) -> list[_Record]:
     if count * 4 > r.remaining:  # a record takes at least 4 bytes (name, meta, ndim, spec)
         raise BitstreamError(f"bad TENSORS section: {count} tensors cannot fit in {r.remaining} bytes")
     records: list[_Record] = []
-    previous: list[bytes] = []
     names: set[str] = set()
     budget = limits.max_elements
     for i in range(count):
         start = r.pos
-        v = r.uvarint("name code", max_value=max(2 * limits.max_name_bytes, 2 * len(previous) - 1))
-        if v % 2 == 0:
-            if v // 2 > limits.max_name_bytes:
-                raise BitstreamError(f"bad TENSORS section: tensor {i} name longer than {limits.max_name_bytes}")
-            raw = r.read(v // 2, "name")
-        else:
-            d = (v + 1) // 2
-            if d > len(previous):
-                raise BitstreamError(f"bad TENSORS section: tensor {i} name refers to a record before the first")
-            ref = previous[-d]
-            p = r.uvarint("name prefix length", max_value=len(ref))
-            s = r.uvarint("name suffix length", max_value=len(ref) - p)
-            m = r.uvarint("name length", max_value=max(0, limits.max_name_bytes - p - s))
-            raw = ref[:p] + r.read(m, "name") + ref[len(ref) - s :]
-        previous.append(raw)
+        v = r.uvarint("name code", max_value=2 * limits.max_name_bytes)
+        if v % 2:  # odd codes were name references, a form no writer ever used: retired
+            raise BitstreamError(f"bad TENSORS section: tensor {i} name code {v} is odd (references are retired)")
+        raw = r.read(v // 2, "name")
         name_bytes = r.pos - start
         try:
             name = raw.decode("utf-8")
@@ -403,7 +364,7 @@ def _model_params(spec: ModelSpec) -> dict[str, float] | None:
     """loc and scale of a parametric model (inside a gcd wrapper too), else None."""
     if spec.model == "gcd":
         return _model_params(spec.params[1])
-    if spec.model in PARAMETRIC:
+    if spec.model in DISTRIBUTIONS:
         return {"loc": float(spec.params[0]), "scale": float(spec.params[1])}
     return None
 

@@ -2,22 +2,22 @@
 
 Sections: VIDEO (the source's format and frame count), MODEL (``HiNeRVConfig``), TENSORS (every
 parameter of the model, quantized and entropy-coded, in ``model.named_parameters()`` order: the names and
-shapes follow from the config and are not stored).
+shapes follow from the config and are not stored), and PLUGINS when plugins made the file (each one's name,
+canonical options and decode data; ``compress.hooks.Plugin``).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-import numpy as np
 
 from bitstream.container import SectionType, read_container, write_container
 from bitstream.entropy import RANGE_CODER_OVERHEAD_BYTES
 from bitstream.errors import BitstreamError
 from bitstream.fields import pack_dataclass, unpack_dataclass
-from bitstream.tensors import QuantizedTensor, decode_tensors, encode_tensors, tensor_breakdown
-from compress.quantize import QTensor
+from bitstream.tensors import QuantizedTensor, decode_tensors, encode_tensors
 from inr.config import HiNeRVConfig
 
 from .layout import PlaneLayout
@@ -83,31 +83,69 @@ class StreamInfo:
             raise ValueError(f"frame count must be in [1, 1000000], got {self.frames}")
 
 
-def write_bitstream(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors: list[QTensor],
-                    payload_sizes: list[int] | None = None) -> bytes:
+@dataclass(frozen=True)
+class PluginRecord:
+    """One plugin that made the file (the PLUGINS section)."""
+
+    name: str  # the plugin's registered name
+    options: str  # its canonical spec, ``name:key=value,...`` (compress.plugin_spec)
+    coded: bool  # the decoder must run the plugin to read the file (it changed what the file codes)
+    data: bytes  # what its decoder needs beyond the options (Plugin.export_data)
+
+
+@dataclass(frozen=True)
+class PluginsSection:
+    """The PLUGINS section: the plugins in the order they ran."""
+
+    plugins: tuple[PluginRecord, ...]
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        if self.version != 1:
+            raise ValueError(f"PLUGINS section version {self.version}: this decoder reads version 1")
+        if not self.plugins:
+            raise ValueError("an empty PLUGINS section (a file without plugins has none)")
+
+
+class ParsedFile(NamedTuple):
+    """A hinerv file, parsed and validated."""
+
+    format: VideoFormat
+    frames: int
+    config: HiNeRVConfig
+    tensors: list[QuantizedTensor]  # without names: the model's parameter order names them
+    plugins: tuple[PluginRecord, ...]
+
+
+def write_bitstream(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors: list[QuantizedTensor],
+                    payload_sizes: list[int | None] | None = None, plugins: tuple[PluginRecord, ...] = ()) -> bytes:
     """Serialise a trained, quantized model and its video parameters into a hinerv file.
 
-    ``payload_sizes``: stand-in payload lengths instead of coded symbols (see ``encode_tensors``): the file's
-    exact layout for an estimated rate; such bytes are for counting, not for writing.
+    ``payload_sizes``: stand-in payload lengths instead of coded symbols (see ``encode_tensors``; None entries
+    are coded): the file's exact layout for an estimated rate; such bytes are for counting, not for writing.
     """
-    coded = [QuantizedTensor(name="", shape=tuple(t.shape), symbols=np.asarray(t.symbols, dtype=np.int32),
-                             scales=np.asarray(t.scales, dtype=np.float16), axis=t.axis, bits=t.bits,
+    coded = [QuantizedTensor(name="", shape=t.shape, symbols=t.symbols, scales=t.scales, axis=t.axis, bits=t.bits,
                              entropy=t.entropy)
              for t in tensors]
-    return write_container([
-        (SectionType.VIDEO, pack_dataclass(StreamInfo(fmt, frames))),
-        (SectionType.MODEL, pack_dataclass(config)),
-        (SectionType.TENSORS, encode_tensors(coded, payload_sizes)),
-    ])
+    sections = [(SectionType.VIDEO, pack_dataclass(StreamInfo(fmt, frames))),
+                (SectionType.MODEL, pack_dataclass(config)),
+                (SectionType.TENSORS, encode_tensors(coded, payload_sizes))]
+    if plugins:
+        sections.append((SectionType.PLUGINS, pack_dataclass(PluginsSection(tuple(plugins)))))
+    return write_container(sections)
 
 
-def estimated_file_bytes(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors: list[QTensor],
+def stand_in_sizes(payload_bits: list[float]) -> list[int]:
+    """Payload lengths in bytes for ideal code lengths in bits: the range coder's flush added."""
+    return [max(0, round(b / 8 + RANGE_CODER_OVERHEAD_BYTES)) for b in payload_bits]
+
+
+def estimated_file_bytes(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors: list[QuantizedTensor],
                          payload_bits: list[float]) -> int:
     """The size of the file whose tensors' payloads take ``payload_bits`` (ideal code lengths, plus the range
     coder's flush) and whose every other byte (containers, headers, names, shapes, steps, entropy-model
     parameters) is laid out exactly."""
-    sizes = [max(0, round(b / 8 + RANGE_CODER_OVERHEAD_BYTES)) for b in payload_bits]
-    return len(write_bitstream(fmt, frames, config, tensors, sizes))
+    return len(write_bitstream(fmt, frames, config, tensors, stand_in_sizes(payload_bits)))
 
 
 def _sections(data: bytes) -> dict[int, bytes]:
@@ -123,18 +161,17 @@ def _sections(data: bytes) -> dict[int, bytes]:
     return found
 
 
-def read_bitstream(data: bytes, limits: DecodeLimits = DecodeLimits()
-                   ) -> tuple[VideoFormat, int, HiNeRVConfig, list[QTensor]]:
-    """Parse and validate a hinerv file into (format, frames, config, tensors without names)."""
+def read_bitstream(data: bytes, limits: DecodeLimits = DecodeLimits()) -> ParsedFile:
+    """Parse and validate a hinerv file."""
     found = _sections(data)
     info = unpack_dataclass(StreamInfo, found[SectionType.VIDEO])
     config = unpack_dataclass(HiNeRVConfig, found[SectionType.MODEL])
     if config.frames != info.frames:
         raise BitstreamError(f"model covers {config.frames} frames, the video has {info.frames}")
     check_decodable(info.format, info.frames, config, limits)
-    tensors = [QTensor(name=t.name, shape=tuple(t.shape), symbols=t.symbols, scales=t.scales, axis=t.axis,
-                       bits=t.bits) for t in decode_tensors(found[SectionType.TENSORS])]
-    return info.format, info.frames, config, tensors
+    plugins = (unpack_dataclass(PluginsSection, found[SectionType.PLUGINS]).plugins
+               if SectionType.PLUGINS in found else ())
+    return ParsedFile(info.format, info.frames, config, decode_tensors(found[SectionType.TENSORS]), plugins)
 
 
 def read_file_bytes(path: str | os.PathLike) -> bytes:
@@ -143,39 +180,3 @@ def read_file_bytes(path: str | os.PathLike) -> bytes:
     if size > MAX_FILE_BYTES:
         raise BitstreamError(f"{path}: {size:,} bytes is larger than any hinerv file ({MAX_FILE_BYTES:,} max)")
     return Path(path).read_bytes()
-
-
-def describe_file(path: str | os.PathLike) -> dict:
-    """Header, model and a byte breakdown of a hinerv file (for ``hinerv info``)."""
-    from inr.model import HiNeRV, count_parameters
-    import torch
-
-    data = read_file_bytes(path)
-    found = _sections(data)
-    fmt, frames, config, decoded = read_bitstream(data)
-    with torch.device("meta"):
-        model = HiNeRV(config)
-    names = [n for n, _ in model.named_parameters()]
-    tensors = tensor_breakdown(found[SectionType.TENSORS])
-    for name, t, q in zip(names, tensors, decoded):
-        t["name"] = name
-        t["numel"] = int(np.prod(t["shape"]))
-        t["zero_fraction"] = float(np.mean(np.asarray(q.symbols) == 0)) if t["numel"] else 0.0
-    sections = {s.type: s for s in read_container(data)}
-    side = sum(t["bytes_side"] for t in tensors)
-    scales = sum(t["bytes_scales"] for t in tensors)
-    payload = sum(t["bytes_payload"] for t in tensors)
-    total = len(data)
-    return {
-        "file": str(path), "bytes": total, "bpp": total * 8 / (fmt.width * fmt.height * frames),
-        "frames": frames, "video": asdict(fmt), "model": asdict(config),
-        "params": count_parameters(model), "base_size": [config.base_height, config.base_width],
-        "breakdown": {
-            "header": total - side - scales - payload,
-            "tensor side info": side,
-            "tensor scales": scales,
-            "tensor payload": payload,
-        },
-        "sections": {SectionType(k).name: v.size for k, v in sections.items()},
-        "tensors": tensors,
-    }

@@ -1,4 +1,4 @@
-"""The ``hinerv`` command line: encode, decode, info.
+"""The ``hinerv`` command line: encode, decode, info, plugins.
 
 Bad input (a malformed video or bitstream, a bad option, an unreadable path) ends with one line on stderr
 and exit code 2; never a traceback, never a half-written output.
@@ -13,8 +13,11 @@ import click
 
 from inr.kernels import KERNEL_MODES
 
+from compress.quantizers import QUANTIZERS
+from compress.sbs_rate import RATE_TERMS as SBS_RATE_TERMS
+
 from .distributed import DEVICES
-from .encoder import SBS_RATE_TERMS, EncodeOptions
+from .encoder import EncodeOptions
 from .fileio import atomic_write_bytes
 
 DEFAULTS = EncodeOptions()  # one source of truth for the encode defaults
@@ -98,7 +101,7 @@ def main() -> None:
 @click.option("--patch-size", type=int, default=None,
               help="Training patch side in output-grid pixels (0: whole frames; default: whole frames up to "
                    "256x256, else 120).")
-@click.option("--quant", type=click.Choice(["uniform", "sbs", "entropy"]), default=DEFAULTS.quant,
+@click.option("--quant", type=click.Choice(QUANTIZERS.names()), default=DEFAULTS.quant,
               show_default=True,
               help="uniform: --bits everywhere; sbs: per-layer widths and pruning searched (SBS); entropy: learned "
                    "steps and entropy models with the rate in the loss.")
@@ -118,6 +121,9 @@ def main() -> None:
 @click.option("--sbs-prune/--no-sbs-prune", default=DEFAULTS.sbs_prune, show_default=True,
               help="sbs: learn pruning gates (whole channel groups as the 0-bit choice) in the search; measured "
                    "worse on carphone, so off by default.")
+@click.option("--plugin", "plugins", multiple=True, metavar="NAME[:key=value,...]",
+              help="A compression plugin with its options (repeatable; `hinerv plugins` lists them), e.g. "
+                   "--plugin l1:weight=1e-6.")
 @click.option("--device", type=click.Choice(DEVICES), default=DEFAULTS.device, show_default=True,
               help="Where to train (auto: CUDA when available). Under torchrun each rank takes its own GPU.")
 @click.option("--bf16", is_flag=True, help="Train with bf16 autocast (GPU; the loss stays fp32).")
@@ -129,21 +135,25 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
 def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, loss, frames, seed, lr, batch_size,
-           patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate, sbs_prune, device, bf16, kernels,
-           resume, json_path, quiet) -> None:
+           patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate, sbs_prune, plugins, device, bf16,
+           kernels, resume, json_path, quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
+    from eval.measure import measure
+
     from .encoder import encode as run_encode
 
     options = EncodeOptions(preset=preset, params=params, epochs=epochs, bits=bits, prune=prune_ratio, loss=loss,
                             frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size,
                             quant=quant, lam=lam, target_bpp=target_bpp, target_size=target_size, steps=steps,
-                            sbs_rate=sbs_rate, sbs_prune=sbs_prune, device=device, bf16=bf16, kernels=kernels)
+                            sbs_rate=sbs_rate, sbs_prune=sbs_prune, plugins=plugins, device=device, bf16=bf16,
+                            kernels=kernels)
     if not Path(input_path).is_file():
         raise FileNotFoundError(2, "no such file", input_path)
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    report = run_encode(input_path, output_path, options, resume=resume, progress=not quiet, log=log)
-    if report is None:  # a torchrun rank other than 0: rank 0 reports
+    result = run_encode(input_path, output_path, options, resume=resume, progress=not quiet, log=log)
+    if result is None:  # a torchrun rank other than 0: rank 0 reports
         return
+    report = measure(result)
     u = f", U {report.psnr_u:.2f}, V {report.psnr_v:.2f}" if report.psnr_u is not None else ""
     ssim = f", MS-SSIM {report.ms_ssim:.4f}" if report.ms_ssim is not None else ""
     click.echo(f"{output_path}: {report.bytes:,} bytes, {report.bpp:.4f} bpp, PSNR-YUV {report.psnr_yuv:.2f} dB "
@@ -180,13 +190,41 @@ def decode(input_path, output_path, device, kernels, quiet) -> None:
 @_guarded
 def info(input_path, as_json) -> None:
     """Show a bitstream's header and where its bytes go."""
-    from .bitstream_io import describe_file
+    from .info import describe_file
 
     desc = describe_file(input_path)
     if as_json:
         click.echo(json.dumps(desc, indent=2))
         return
     click.echo(format_info(desc))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@_guarded
+def plugins(as_json) -> None:
+    """List the compression plugins (--plugin) and quantizers (--quant) with their options."""
+    from compress.hooks import PLUGINS
+    from compress.plugin_spec import option_rows
+
+    listing = {
+        "plugins": [{"name": name, "doc": PLUGINS.get(name).describe(), "coded": PLUGINS.get(name).coded,
+                     "options": [dict(zip(("name", "type", "default", "help"), row)) for row in option_rows(name)]}
+                    for name in sorted(PLUGINS.names())],
+        "quantizers": [{"name": name, "doc": (QUANTIZERS.get(name).__doc__ or "").strip().splitlines()[0]}
+                       for name in sorted(QUANTIZERS.names())],
+    }
+    if as_json:
+        click.echo(json.dumps(listing, indent=2))
+        return
+    lines = ["plugins (hinerv encode --plugin NAME[:key=value,...]):"]
+    for p in listing["plugins"]:
+        lines.append(f"  {p['name']:<12} {p['doc']}" + ("  [the decoder needs it]" if p["coded"] else ""))
+        for o in p["options"]:
+            lines.append(f"      {o['name']}={o['default']:<10} ({o['type']}) {o['help']}")
+    lines += ["", "quantizers (hinerv encode --quant NAME):"]
+    lines += [f"  {q['name']:<12} {q['doc']}" for q in listing["quantizers"]]
+    click.echo("\n".join(lines))
 
 
 def format_info(desc: dict) -> str:
@@ -201,6 +239,8 @@ def format_info(desc: dict) -> str:
         f"            grid {m['grid_frames']}x{desc['base_size'][0]}x{desc['base_size'][1]}x{m['grid_channels']}, "
         f"local grids {m['local_frames']} frames x C_loc {m['local_channels']}",
         "bytes       " + ", ".join(f"{k} {v:,}" for k, v in desc["breakdown"].items()),
+        *[f"plugin      {p['options']}" + (f" ({p['data_bytes']:,} bytes of decode data)" if p["coded"] else "")
+          for p in desc.get("plugins", [])],
         "",
         f"{'tensor':<34} {'shape':<18} {'bits':>4} {'zeros':>6} {'model':<10} {'payload':>8} {'scales':>6} "
         f"{'side':>5} {'bits/param':>10}  step, entropy model (loc, scale in steps)",

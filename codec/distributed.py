@@ -1,4 +1,4 @@
-"""Data-parallel training across processes launched by ``torchrun`` (DESIGN.md §7).
+"""Data-parallel training across processes launched by ``torchrun`` (docs/design.md §7).
 
 Every rank holds the whole model and the whole clip and draws the same seeded batch plan; each trains on its
 own slice of every batch (``shard_batch``). Each rank's loss is the whole batch's loss, computed from batch

@@ -1,7 +1,7 @@
 """How a video's planes map onto the model's output grid, natively in YUV (no RGB round trip).
 
 The grid has the chroma planes' size; each grid pixel carries the ``sy * sx`` luma samples it covers
-(pixel-unshuffled) followed by U and V. For 4:2:0 that is a half-resolution, 6-channel output (DESIGN.md §9:
+(pixel-unshuffled) followed by U and V. For 4:2:0 that is a half-resolution, 6-channel output (docs/design.md §9:
 faster and better than a full-resolution luma head). 4:4:4 gives 3 channels, 4:2:2 gives 4, mono 1.
 Odd luma sizes are padded by edge replication to a whole number of grid pixels and cropped on the way back.
 """

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from pytorch_msssim import ms_ssim, ssim
 
-from .registry import Registry
+from common.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 LOSSES: Registry[LossFn] = Registry("loss")
@@ -36,7 +36,7 @@ def yuv_log(mse: torch.Tensor) -> torch.Tensor:
 def yuv_log_mse(pred: torch.Tensor, target: torch.Tensor, luma_channels: int) -> torch.Tensor:
     """(6 log MSE_Y + log MSE_U + log MSE_V) / 8: the log of the reported PSNR-YUV's terms.
 
-    Aimed at the metric we report; measured +1.3 dB PSNR-YUV over plain MSE on carphone (DESIGN.md §9).
+    Aimed at the metric we report; measured +1.3 dB PSNR-YUV over plain MSE on carphone (docs/design.md §9).
     """
     return yuv_log(plane_mse(pred, target, luma_channels))
 

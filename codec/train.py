@@ -1,9 +1,10 @@
-"""The training loop shared by every encoding stage (train, prune fine-tune, QAT).
+"""The trainer: the stages of an encode (train, prune fine-tune, QAT), checkpointed, with every hook call.
 
-Each stage is Adam with linear warm-up and cosine decay, gradient clipping, and a progress bar. Randomness is
-re-seeded from (seed, stage, epoch) at every epoch, so a run resumed from an epoch-boundary checkpoint takes
-exactly the steps the uninterrupted run would have taken. Compression methods plug in through the
-``compress.hooks`` interface, never by editing this loop.
+Each stage is Adam (or a plugin's optimizer) with linear warm-up and cosine decay, gradient clipping, and a
+progress bar. Randomness is re-seeded from (seed, stage, epoch) at every epoch, so a run resumed from an
+epoch-boundary checkpoint takes exactly the steps the uninterrupted run would have taken. Compression methods
+plug in through the ``compress.hooks`` interface, never by editing this loop; this module makes every call of it
+that training needs (``run_stages`` and ``train_stage``).
 
 On a GPU the clip lives on the device in its integer dtype (a batch never crosses from the host), the forward
 pass may run under bf16 autocast (the loss stays fp32), and ``torchrun`` ranks split every batch between them
@@ -12,6 +13,7 @@ pass may run under bf16 autocast (the loss stays fp32), and ``torchrun`` ranks s
 from __future__ import annotations
 
 import math
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -20,9 +22,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from compress.hooks import HookContext, HookList
+from compress.hooks import HookContext, HookList, TrainingHook
 
 from . import distributed
+from .checkpoint import Checkpointer
 from .distributed import DistContext
 from .losses import BATCH_STATISTICS, LOSSES, plane_mse, psnr_yuv_from_mse
 from .layout import PlaneLayout
@@ -118,15 +121,18 @@ def epoch_seed(seed: int, stage_index: int, epoch: int) -> int:
 
 
 def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: TrainConfig, stage_index: int,
-                hooks: HookList | None = None, start_epoch: int = 0, optimizer_state: dict | None = None,
+                hooks: TrainingHook | None = None, start_epoch: int = 0, optimizer_state: dict | None = None,
                 on_epoch_end: Callable[[int, torch.optim.Optimizer], None] | None = None,
                 progress: bool = True, autocast_dtype: torch.dtype | None = None,
                 dist: DistContext | None = None) -> None:
     """Run epochs ``start_epoch .. spec.epochs`` of one stage; ``model`` must be on ``data.device``.
 
+    Makes the stage's hook calls from ``on_stage_start`` to ``on_stage_end`` (``transform_model`` is the
+    caller's: see ``run_stages``).
+
     Args:
         on_epoch_end: called with (epochs done, optimizer) after every epoch, e.g. to checkpoint.
-        optimizer_state: Adam state to continue from (resume).
+        optimizer_state: the optimizer's state to continue from (resume).
         autocast_dtype: run the forward pass under ``torch.autocast`` at this dtype (e.g. ``torch.bfloat16``);
             the loss is computed in fp32 from the upcast output. None: full fp32.
         dist: train as one rank of a process group: every rank draws the same batches, trains on its slice
@@ -141,12 +147,14 @@ def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: T
         distributed.broadcast_parameters(params)
     autocast = (torch.autocast(data.device.type, dtype=autocast_dtype) if autocast_dtype is not None
                 else nullcontext())
-    # foreach: one kernel per Adam op for all tensors at once (small models are per-op overhead bound on CPU)
-    optimizer = torch.optim.Adam(params, lr=spec.lr, foreach=True)
+    optimizer = hooks.make_optimizer(params, spec.lr, spec.name) or default_optimizer(params, spec.lr)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     per_epoch = data.steps_per_epoch
     total = max(1, spec.epochs * per_epoch)
+    ctx = HookContext(stage=spec.name, step=start_epoch * per_epoch, total_steps=total, epoch=start_epoch,
+                      optimizer=optimizer, lr=spec.lr_at(start_epoch * per_epoch, total), device=data.device)
+    hooks.on_stage_start(spec.name, model, ctx)
     model.train()
     luma = data.layout.luma_channels
     show = progress and distributed.is_main(dist)
@@ -159,17 +167,20 @@ def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: T
             running = None
             for i, (t, region) in enumerate(data.batches(generator)):
                 step = epoch * per_epoch + i
+                ctx.step, ctx.epoch, ctx.lr = step, epoch, spec.lr_at(step, total)
                 for group in optimizer.param_groups:
-                    group["lr"] = spec.lr_at(step, total)
+                    group["lr"] = ctx.lr
                 weight = 1.0  # this process's share of the batch
                 if parallel:
                     t, weight = distributed.shard_batch(t, dist)
+                ctx.rank_weight = weight
                 target = data.target(t, region)
                 with autocast:
                     pred = model(t, region)
                 pred = pred.float()  # a no-op in fp32
                 loss = batch_loss(config.loss, pred, target, luma, weight) if parallel else loss_fn(pred, target, luma)
-                ctx = HookContext(stage=spec.name, step=step, total_steps=total, epoch=epoch, extras={})
+                if ctx.task_weight != 1.0:
+                    loss = ctx.task_weight * loss
                 extra = hooks.extra_loss(model, (t, region, target), pred, ctx)
                 if extra is not None:  # a term on the parameters, the same on every rank: each adds its share
                     loss = loss + weight * extra
@@ -177,6 +188,7 @@ def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: T
                 loss.backward()
                 if parallel:
                     distributed.sum_gradients(params)
+                hooks.on_after_backward(model, ctx)
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
                 optimizer.step()
                 hooks.on_step_end(step, model, ctx)
@@ -191,6 +203,49 @@ def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: T
                                     refresh=False)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, optimizer)
+    hooks.on_stage_end(spec.name, model, ctx)
+
+
+def default_optimizer(params: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    """Adam; foreach: one kernel per op for all tensors at once (small models are per-op overhead bound on CPU)."""
+    return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+def run_stages(model: nn.Module, data: TrainingData, stages: list[StageSpec], config: TrainConfig,
+               hooks: HookList, checkpointer: Checkpointer | None = None, resume: bool = False,
+               observers: TrainingHook | None = None, progress: bool = True, log: Callable[[str], None] = print,
+               autocast_dtype: torch.dtype | None = None, dist: DistContext | None = None) -> tuple[nn.Module, float]:
+    """Run the stages, from the checkpoint when resuming; returns the model and the seconds spent before resume.
+
+    ``hooks`` shape the result: their state is checkpointed (and must be the same on resume). ``observers``
+    (``compress.hooks.Observers``) only watch. Rank 0 alone writes checkpoints.
+    """
+    start = time.monotonic()
+    every = HookList([hooks] + ([observers] if observers is not None else []))
+    first_stage, first_epoch, opt_state, elapsed_before = 0, 0, None, 0.0
+    if resume and checkpointer is not None and (saved := checkpointer.load()) is not None:
+        first_stage, first_epoch, opt_state, elapsed_before = saved.stage, saved.epoch, saved.optimizer, saved.elapsed
+        for k in range(first_stage + 1):
+            model = every.transform_model(stages[k].name, model)
+        model.load_state_dict(saved.model)
+        hooks.load_state_dict(saved.hooks)
+        log(f"resuming at stage '{stages[first_stage].name}', epoch {first_epoch}/{stages[first_stage].epochs}")
+    for k in range(first_stage, len(stages)):
+        spec = stages[k]
+        resuming = k == first_stage and first_epoch > 0
+        if not resuming:
+            model = every.transform_model(spec.name, model)
+
+        def on_epoch_end(epoch: int, optimizer: torch.optim.Optimizer, k: int = k, spec: StageSpec = spec) -> None:
+            if checkpointer is None or not distributed.is_main(dist):
+                return
+            elapsed = elapsed_before + time.monotonic() - start
+            checkpointer.save(k, epoch, model, optimizer, elapsed, hooks.state_dict(), force=epoch == spec.epochs)
+
+        train_stage(model, data, spec, config, k, every, start_epoch=first_epoch if resuming else 0,
+                    optimizer_state=opt_state if resuming else None, on_epoch_end=on_epoch_end,
+                    progress=progress, autocast_dtype=autocast_dtype, dist=dist)
+    return model, elapsed_before
 
 
 def batch_loss(name: str, pred: torch.Tensor, target: torch.Tensor, luma: int, weight: float) -> torch.Tensor:
@@ -203,14 +258,3 @@ def batch_loss(name: str, pred: torch.Tensor, target: torch.Tensor, luma: int, w
     statistic, finish = BATCH_STATISTICS.get(name, (LOSSES.get(name), None))
     mean = distributed.batch_mean(statistic(pred, target, luma), weight)
     return mean if finish is None else finish(mean)
-
-
-@torch.no_grad()
-def render(model: nn.Module, frames: int, batch_size: int = 4, progress: bool = False) -> Iterator[torch.Tensor]:
-    """Yield the whole-frame output grids of frames 0..frames-1 in chunks: (B, H, W, C) in [0, 1], on the model's
-    device."""
-    model.eval()
-    device = next(model.parameters()).device
-    for start in tqdm(range(0, frames, batch_size), desc="render", disable=not progress, unit="chunk"):
-        t = torch.arange(start, min(start + batch_size, frames), device=device)
-        yield model(t)

@@ -1,9 +1,10 @@
 """Generic, reusable compression for any ``nn.Module``: pruning, quantization (QAT, export), SBS, entropy-aware
-quantization with rate control, and training hooks.
+quantization with rate control, the quantizer registry, and the plugin interface with its plugins.
 
-See ``compress.prune``, ``compress.quantize`` and ``compress.hooks`` for the details and examples.
+See ``compress.prune``, ``compress.quantize``, ``compress.quantizers`` and ``compress.hooks`` for the details and
+examples.
 """
-from compress.hooks import PLUGINS, STAGES, HookContext, HookList, TrainingHook
+from compress.hooks import PLUGINS, STAGES, HookContext, HookList, Observers, Plugin, TrainingHook
 from compress.prune import (
     FilterFn,
     Mask,
@@ -19,7 +20,6 @@ from compress.prune import (
 from compress.quantize import (
     AxisFn,
     FakeQuant,
-    QTensor,
     QuantConfig,
     compute_scales,
     default_axis,
@@ -38,10 +38,11 @@ __all__ = [
     "FilterFn",
     "HookContext",
     "HookList",
+    "Observers",
+    "Plugin",
     "Mask",
     "PruneConfig",
     "PruneReport",
-    "QTensor",
     "QuantConfig",
     "TrainingHook",
     "bake_",
@@ -58,5 +59,4 @@ __all__ = [
     "remember_param_order",
     "sparsity",
 ]
-from compress import sbs as _sbs  # noqa: E402,F401  (registers the 'sbs' plugin)
-from compress import entropy_rate as _entropy_rate  # noqa: E402,F401  (registers the 'entropy' plugin)
+from compress import plugins as _plugins  # noqa: E402,F401  (registers the plugins)

@@ -1,6 +1,6 @@
 """Entropy-aware quantization: learned step sizes, parametric entropy models, and the rate in the loss.
 
-Works on any ``nn.Module`` (NVRC-style rate-distortion training, DESIGN §9 / issue 7). Every selected tensor gets an
+Works on any ``nn.Module`` (NVRC-style rate-distortion training). Every selected tensor gets an
 ``EntropyQuant`` parametrization holding its learned numbers:
 
 * ``log_step``: the quantization step Δ = exp(log_step), one per tensor (or per channel, ``per_channel``); the
@@ -25,7 +25,7 @@ Example::
     entropy_quant_(model)                       # all parameters; noise proxy
     loss = distortion + lam * rate_bits(model) / pixels
     set_mode_(model, "ste")                     # fine-tune with hard rounding
-    qtensors = export_entropy(model)            # QTensor list with .entropy = (kind, loc, scale)
+    qtensors = export_entropy(model)            # QuantizedTensor list with .entropy = (kind, loc, scale)
 """
 from __future__ import annotations
 
@@ -39,8 +39,11 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from bitstream.distributions import DISTRIBUTIONS, LOG_PROB_FLOOR, SCALE_MIN, SYMBOL_MAX, log_interval_prob
+from bitstream.tensors import QuantizedTensor
+from compress.numerics import FP16_MAX, fp16_ste, normalize_axis, round_fp16
 from compress.prune import FilterFn, find_parametrization, input_of, named_tensors, remember_param_order
-from compress.quantize import AxisFn, FakeQuant, QTensor, _norm_axis, _round_fp16, default_axis
+from compress.quantize import AxisFn, FakeQuant, default_axis
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -59,13 +62,7 @@ __all__ = [
     "tensor_rate_bits",
 ]
 
-DISTRIBUTIONS = ("laplace", "gaussian")
 MODES = ("noise", "ste")
-SYMBOL_MAX = 32767  # the bitstream's symbol bound
-SCALE_MIN = 2.0**-8  # the smallest entropy-model scale the bitstream writes
-STEP_MIN = 2.0**-24  # the smallest positive float16
-_LOG_PMIN = -24.0 * math.log(2.0)  # the coder's 24-bit probability floor: no symbol costs more than 24 bits
-_FP16_MAX = 65504.0
 # Each quantizer's (log step, loc, log scale) is stored divided by this. Adam moves a parameter by about lr per
 # step whatever its gradient, so the stored form lets the steps travel PARAM_SPEED times faster than the weights:
 # several octaves within a rate stage of a few hundred steps (measured: with 1, 90 steps at lr 1e-2 left the
@@ -92,30 +89,6 @@ class EntropyQuantConfig:
             raise ValueError(f"EntropyQuantConfig.version: expected 1, got {self.version!r}")
 
 
-def _fp16_ste(v: torch.Tensor) -> torch.Tensor:
-    """``v`` rounded to the nearest float16 value (clamped to fp16's positive range), gradient identity."""
-    r = _round_fp16(v.detach().clamp(STEP_MIN, _FP16_MAX))
-    return v + (r - v).detach()
-
-
-def _log_interval_prob(kind: str, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """log P(lo < X < hi) for the standard distribution (lo < hi), computed on the tail side for accuracy."""
-    if kind == "laplace":
-        # upper tail T(z) = ½e^(−z) for z >= 0. Both bounds >= 0: T(lo) − T(hi); both <= 0: mirror; else 1 − T − T.
-        width = (hi - lo).clamp_min(1e-12)
-        log_gap = torch.log(-torch.expm1(-width))
-        right = math.log(0.5) - lo.clamp_min(0) + log_gap
-        left = math.log(0.5) + hi.clamp_max(0) + log_gap
-        mid = torch.log((1 - 0.5 * torch.exp(-lo.abs()) - 0.5 * torch.exp(-hi.abs())).clamp_min(1e-30))
-        return torch.where(lo >= 0, right, torch.where(hi <= 0, left, mid))
-    # Gaussian: Φ(hi) − Φ(lo) = Φ(−lo) − Φ(−hi); use the side where the smaller tail is.
-    flip = (lo + hi) > 0
-    a = torch.where(flip, -hi, lo)
-    b = torch.where(flip, -lo, hi)
-    la, lb = torch.special.log_ndtr(a), torch.special.log_ndtr(b)
-    return lb + torch.log(-torch.expm1((la - lb).clamp_max(-1e-12)))
-
-
 _OPEN = 50.0  # a standardised bound this far out holds all the tail mass (e^-50, Φ(-50) ~ 0)
 
 
@@ -133,7 +106,7 @@ def symbol_bits(kind: str, y: torch.Tensor, loc: torch.Tensor, scale: torch.Tens
         lo = torch.where(first, torch.full_like(lo, -_OPEN).minimum(lo.detach()), lo)
     if last is not None:
         hi = torch.where(last, torch.full_like(hi, _OPEN).maximum(hi.detach()), hi)
-    return -_log_interval_prob(kind, lo, hi).clamp_min(_LOG_PMIN) / math.log(2.0)
+    return -log_interval_prob(kind, lo, hi).clamp_min(LOG_PROB_FLOOR) / math.log(2.0)
 
 
 class EntropyQuant(nn.Module):
@@ -190,13 +163,13 @@ class EntropyQuant(nn.Module):
 
     def step16(self) -> torch.Tensor:
         """The stored step: Δ rounded to float16 (gradient straight through to ``log_step``)."""
-        return _fp16_ste(self.log_step.exp())
+        return fp16_ste(self.log_step.exp())
 
     def model16(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The stored entropy model (loc, scale), each rounded to float16 (scale >= 2^-8), gradient through."""
-        loc = self.loc + (_round_fp16(self.loc.detach().abs().clamp_max(_FP16_MAX)) * self.loc.detach().sign()
+        loc = self.loc + (round_fp16(self.loc.detach().abs().clamp_max(FP16_MAX)) * self.loc.detach().sign()
                           - self.loc).detach()
-        scale = _fp16_ste(self.log_scale.exp().clamp_min(SCALE_MIN))
+        scale = fp16_ste(self.log_scale.exp().clamp_min(SCALE_MIN))
         return loc, scale
 
     @torch.no_grad()
@@ -262,7 +235,7 @@ def entropy_quant_(model: nn.Module, config: EntropyQuantConfig | None = None,
         value = getattr(module, param_name)
         axis = (axis_fn or default_axis)(full, value) if config.per_channel else None
         try:
-            axis = _norm_axis(axis, value.ndim)
+            axis = normalize_axis(axis, value.ndim)
             q = EntropyQuant(value, config, axis)
         except ValueError as e:
             raise ValueError(f"entropy_quant_: {full!r}: {e}") from None
@@ -319,12 +292,12 @@ def tensor_rate_bits(model: nn.Module, hard: bool | None = None) -> torch.Tensor
     hard_flags = [hard if hard is not None else q.mode == "ste" for q in qs]
     is_hard = torch.tensor(hard_flags, device=device)
     scale = log_scale.exp().clamp_min(SCALE_MIN)
-    loc_hard = loc + (_round_fp16(loc.detach().abs().clamp_max(_FP16_MAX)) * loc.detach().sign() - loc).detach()
+    loc_hard = loc + (round_fp16(loc.detach().abs().clamp_max(FP16_MAX)) * loc.detach().sign() - loc).detach()
     per_tensor = torch.stack([torch.where(is_hard, loc_hard, loc),
-                              torch.where(is_hard, _fp16_ste(scale), scale)], 1)
+                              torch.where(is_hard, fp16_ste(scale), scale)], 1)
     mu, sc = per_tensor.index_select(0, seg).unbind(1)  # one gather for the per-element model parameters
     steps = log_steps.exp()
-    steps = torch.where(is_hard.index_select(0, row_tensor), _fp16_ste(steps), steps)
+    steps = torch.where(is_hard.index_select(0, row_tensor), fp16_ste(steps), steps)
     step = steps.index_select(0, rows)
     y = x / step
     q = torch.round(y).clamp(-SYMBOL_MAX, SYMBOL_MAX)
@@ -368,13 +341,13 @@ def hard_rate_bits(model: nn.Module) -> float:
 
 def _nominal_bits(max_abs: int) -> int:
     """The smallest symmetric width (symbols within ±(2**(bits-1) - 1)) covering ``max_abs``, at least 2 (the
-    smallest width a QTensor takes; an all-zero tensor costs no payload whatever its width)."""
+    smallest width a QuantizedTensor takes; an all-zero tensor costs no payload whatever its width)."""
     return max(2, int(max_abs).bit_length() + 1)
 
 
 @torch.no_grad()
-def export_entropy(model: nn.Module) -> list[QTensor]:
-    """The entropy-quantized tensors as ``QTensor``s, with their learned coding model in ``entropy``.
+def export_entropy(model: nn.Module) -> list[QuantizedTensor]:
+    """The entropy-quantized tensors as ``QuantizedTensor``s, with their learned coding model in ``entropy``.
 
     ``dequantize()`` of each equals the eval-mode forward bit for bit; symbols lie in ±32767.
     """
@@ -385,7 +358,7 @@ def export_entropy(model: nn.Module) -> list[QTensor]:
         sym = q.symbols(x).to(torch.int32).cpu().numpy()
         loc, scale = (float(v) for v in q.model16())
         step = q.step16().reshape(-1).cpu().to(torch.float16).numpy()
-        out.append(QTensor(name=full, shape=tuple(x.shape), symbols=sym, scales=step, axis=q.axis,
+        out.append(QuantizedTensor(name=full, shape=tuple(x.shape), symbols=sym, scales=step, axis=q.axis,
                            bits=_nominal_bits(int(np.abs(sym).max()) if sym.size else 0),
                            entropy=(q.kind, loc, scale)))
     return out

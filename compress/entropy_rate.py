@@ -15,23 +15,17 @@ import torch
 from torch import nn
 
 from compress.entropy_quant import EntropyQuantConfig, entropy_quant_, entropy_tensors, hard_rate_bits, rate_bits, \
-    rescale_steps_, set_mode_
-from compress.hooks import PLUGINS, HookContext, TrainingHook
+    set_mode_
+from compress.hooks import HookContext, TrainingHook
 from compress.prune import FilterFn
 from compress.quantize import AxisFn
+from compress.rate_control import steer
 
-__all__ = ["EntropyHook", "fit_to_size", "steer"]
+__all__ = ["EntropyHook"]
 
 SIDE_EVERY = 50  # steps between two measurements of the side information (it drifts slowly)
 
 
-def steer(lam: float, measured: float, target: float, gain: float, bounds: tuple[float, float]) -> float:
-    """One step of the multiplicative integral controller: ``λ·(measured/target)**gain`` within ``bounds``."""
-    lam = max(lam, bounds[0]) * (measured / target) ** gain
-    return min(max(lam, bounds[0]), bounds[1])
-
-
-@PLUGINS.register("entropy")
 class EntropyHook(TrainingHook):
     """Attach entropy-aware quantization, add λ·R/pixels to the loss, switch to hard rounding for the last stage.
 
@@ -112,33 +106,3 @@ class EntropyHook(TrainingHook):
             raise ValueError(f"EntropyHook.load_state_dict: missing keys {sorted(missing)}")
         self.lam, self.steps = float(state["lam"]), int(state["steps"])
         self.side_bits, self.last_file_bits = float(state["side_bits"]), state["last_file_bits"]
-
-
-def fit_to_size(model: nn.Module, size: Callable[[nn.Module], int], target: float, rtol: float = 0.02,
-                iters: int = 20, max_factor: float = 64.0,
-                rescale: Callable[[nn.Module, float], None] = rescale_steps_, grow: bool = True) -> tuple[float, int]:
-    """Last-mile rate control: scale every step by one factor so that ``size(model)`` (bytes) lands within
-    ``rtol`` of ``target``, by bisection on the factor's log; leaves the model at the best factor found.
-
-    A no-op when the model already fits. Returns ``(factor, bytes)``; the closest size reached if the target
-    is out of reach within ``[1/max_factor, max_factor]``. ``rescale(model, factor)`` multiplies the steps
-    (default: the entropy quantizers'; ``compress.sbs_rate.rescale_v_`` for SBS). ``grow=False``: only ever
-    shrink the file (SBS: finer steps at fixed widths clip, and measured files got smaller, not larger).
-    """
-    current = size(model)
-    if abs(current / target - 1) <= rtol or (not grow and current < target):
-        return 1.0, current
-    applied = 0.0  # log of the factor now in the model
-    lo, hi = -math.log(max_factor), math.log(max_factor)
-    best = (abs(current / target - 1), 0.0, current)
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        rescale(model, math.exp(mid - applied))
-        applied = mid
-        current = size(model)
-        best = min(best, (abs(current / target - 1), mid, current))
-        if abs(current / target - 1) <= rtol:
-            break
-        lo, hi = (mid, hi) if current > target else (lo, mid)  # coarser steps -> fewer bytes
-    rescale(model, math.exp(best[1] - applied))
-    return math.exp(best[1]), best[2]

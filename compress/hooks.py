@@ -1,64 +1,72 @@
-"""The plugin interface: how compression methods attach to training without editing the trainer (DESIGN §1).
+"""The plugin interface: how compression methods attach to the encoder without editing it.
 
-The trainer runs stages (``"train"``, ``"prune"``, ``"qat"``) and calls one ``HookList`` at fixed points::
+One trainer (``codec.train.run_stages``) runs the stages (``"train"``, ``"prune"``, ``"qat"``) and calls one
+``HookList`` at fixed points; the encoder calls the export events when it writes the file, and the decoder the
+decode events when it reads one::
 
-    model = hooks.transform_model(stage, model)      # before building the optimizer of the stage
-    hooks.on_stage_start(stage, model, ctx)
-    for each step:
-        output = model(batch)
-        loss = task_loss(output, batch)
-        extra = hooks.extra_loss(model, batch, output, ctx)   # summed over hooks, or None
-        if extra is not None: loss = loss + extra
-        loss.backward(); optimizer.step()
-        hooks.on_step_end(step, model, ctx)
-    hooks.on_stage_end(stage, model, ctx)
+    for each stage:
+        model = hooks.transform_model(stage, model)          # before the stage's optimizer exists
+        optimizer = hooks.make_optimizer(params, lr, stage)   # the first hook's optimizer, or Adam
+        ctx = HookContext(stage, ..., optimizer=optimizer)    # one per stage, updated in place
+        hooks.on_stage_start(stage, model, ctx)
+        for each step:
+            output = model(batch)
+            loss = ctx.task_weight * task_loss(output, batch)
+            extra = hooks.extra_loss(model, batch, output, ctx)   # summed over hooks, or None
+            loss.backward()                                        # (+ extra)
+            hooks.on_after_backward(model, ctx)                    # gradients summed over ranks, not yet clipped
+            optimizer.step()
+            hooks.on_step_end(step, model, ctx)
+        hooks.on_stage_end(stage, model, ctx)
+    tensors = hooks.on_export(model, quantizer_tensors)      # encoder: what the file codes
+    data = plugin.export_data(model)                          # encoder: the plugin's record in the file
+    decoder: plugin.load_data(data); model = plugin.rebuild(model); tensors = plugin.decode_tensors(model, tensors)
 
-A plugin subclasses ``TrainingHook``, overrides what it needs, and registers in ``PLUGINS`` so users select it
-by name::
+A plugin subclasses ``Plugin``, declares its options as a frozen dataclass and registers in ``PLUGINS``;
+users select it with ``hinerv encode --plugin NAME[:key=value,...]`` (``compress.plugin_spec``). A plugin that
+changes what the file codes (``coded = True``: modules rebuilt, tensors added or replaced) decodes from the file
+alone: its name, options and ``export_data`` are written in the file's PLUGINS section
+(``bitstream/FORMAT.md`` §2), and the decoder replays ``load_data``, ``rebuild`` and ``decode_tensors``.
 
-    @PLUGINS.register("l1")
-    class L1Penalty(TrainingHook):
-        def __init__(self, weight: float = 1e-6) -> None:
-            self.weight = weight
-
-        def extra_loss(self, model, batch, output, ctx):
-            if ctx.stage != "train":
-                return None
-            return self.weight * sum(p.abs().sum() for p in model.parameters())
-
-    hooks = HookList([PLUGINS.get("l1")(weight=1e-5)])
-
-``state_dict``/``load_state_dict`` carry a hook's own state (counters, schedules) across a resume; the model's
-parametrizations travel with the model's own state dict.
+``state_dict``/``load_state_dict`` carry a hook's own state (counters, schedules, a controller's λ) across a
+resume; the model's parametrizations travel with the model's own state dict. See ``compress/plugins/l1.py`` for a
+complete plugin.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, ClassVar, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from codec.registry import Registry
+from bitstream.tensors import QuantizedTensor
+from common.registry import Registry
 
-__all__ = ["PLUGINS", "STAGES", "HookContext", "HookList", "TrainingHook"]
+__all__ = ["PLUGINS", "STAGES", "HookContext", "HookList", "Observers", "Plugin", "TrainingHook"]
 
-STAGES = ("train", "prune", "qat")  # DESIGN §1: train, prune + fine-tune, quantization-aware training
+STAGES = ("train", "prune", "qat")  # train, prune + fine-tune, quantization-aware training (docs/design.md §1)
 
 
 @dataclass
 class HookContext:
-    """Where training stands, passed to every hook call (the trainer updates it in place)."""
+    """Where training stands: one per stage, made by the trainer and updated in place before every step."""
 
     stage: str  # current stage name, one of STAGES for the standard pipeline
-    step: int  # global optimizer step within the stage, from 0
-    total_steps: int  # steps planned for the stage
-    epoch: int  # epoch within the stage, from 0
-    extras: dict[str, Any] = field(default_factory=dict)  # free-form: lr, last loss, a logger, ...
+    step: int = 0  # global optimizer step within the stage, from 0
+    total_steps: int = 0  # steps planned for the stage
+    epoch: int = 0  # epoch within the stage, from 0
+    optimizer: torch.optim.Optimizer | None = None  # the stage's optimizer
+    lr: float = 0.0  # the learning rate of this step
+    device: torch.device | None = None  # where training runs
+    rank_weight: float = 1.0  # this process's share of the batch (1 but under torchrun; see codec.distributed)
+    task_weight: float = 1.0  # the task loss is multiplied by this; a hook may change it (e.g. a distillation ramp)
+    extras: dict[str, Any] = field(default_factory=dict)  # free-form, for hooks to share values
 
 
 class TrainingHook:
-    """Base class of training plugins: every method is a no-op; override the ones you need."""
+    """Base class of everything that attaches to training: every method is a no-op; override what you need."""
 
     def transform_model(self, stage: str, model: nn.Module) -> nn.Module:
         """Called before a stage starts (before its optimizer is built); return the model to train.
@@ -67,12 +75,20 @@ class TrainingHook:
         """
         return model
 
+    def make_optimizer(self, params: list[nn.Parameter], lr: float, stage: str) -> torch.optim.Optimizer | None:
+        """The optimizer of ``stage`` over ``params`` at peak ``lr``, or None to leave the choice to others
+        (the first hook that returns one wins; none: Adam). The trainer sets each step's lr in its groups."""
+        return None
+
     def on_stage_start(self, stage: str, model: nn.Module, ctx: HookContext) -> None:
-        """Called once at the start of ``stage``, after ``transform_model``."""
+        """Called once at the start of ``stage``, after ``transform_model`` and the optimizer."""
 
     def extra_loss(self, model: nn.Module, batch: Any, output: Any, ctx: HookContext) -> torch.Tensor | None:
         """A term added to the task loss of this step, or None for nothing."""
         return None
+
+    def on_after_backward(self, model: nn.Module, ctx: HookContext) -> None:
+        """Called after the backward pass (gradients summed over ranks), before clipping and the step."""
 
     def on_step_end(self, step: int, model: nn.Module, ctx: HookContext) -> None:
         """Called after each optimizer step."""
@@ -80,12 +96,66 @@ class TrainingHook:
     def on_stage_end(self, stage: str, model: nn.Module, ctx: HookContext) -> None:
         """Called once at the end of ``stage``."""
 
+    def on_export(self, model: nn.Module, tensors: list[QuantizedTensor]) -> list[QuantizedTensor]:
+        """The tensors the file codes, given those before this hook; a hook may add or replace some (names say
+        which is which); ``decode_tensors`` must undo it. Called every time the encoder lays the file out."""
+        return tensors
+
     def state_dict(self) -> dict[str, Any]:
         """The hook's own resumable state (not the model's)."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what ``state_dict`` returned."""
+
+
+class Plugin(TrainingHook):
+    """A compression method users select by name: ``hinerv encode --plugin NAME[:key=value,...]``.
+
+    Subclasses set ``Options`` (a frozen dataclass: typed fields with defaults, each with
+    ``metadata={"help": ...}``; ``__post_init__`` validates), take an instance of it in ``__init__``, and
+    register with ``@PLUGINS.register("name")``. The class docstring's first line is the one-line doc that
+    ``hinerv plugins`` prints.
+
+    A plugin with ``coded = True`` changes what the file codes and the decoder needs it: the decode events
+    below rebuild what the file holds from the plugin's options and its ``export_data``.
+    """
+
+    Options: ClassVar[type] = type(None)
+    coded: ClassVar[bool] = False  # the decoder must run this plugin's decode events to read a file it made
+
+    def __init__(self, options: Any = None) -> None:
+        self.options = self.Options() if options is None else options
+        if not isinstance(self.options, self.Options):
+            raise TypeError(f"{type(self).__name__}: expected {self.Options.__name__} options, "
+                            f"got {type(self.options).__name__}")
+
+    # ---- the file: written by the encoder, read by the decoder
+
+    def export_data(self, model: nn.Module) -> bytes:
+        """What the decoder needs beyond the options (e.g. per-layer ranks), written in the file."""
+        return b""
+
+    def load_data(self, data: bytes) -> None:
+        """Decoder side: take what ``export_data`` wrote (untrusted: bound what you read)."""
+
+    def rebuild(self, model: nn.Module) -> nn.Module:
+        """Decoder side: the model whose parameters the file's tensors fill (modules replaced as in training).
+        Called on a model on the meta device too (shapes only)."""
+        return model
+
+    def decode_tensors(self, model: nn.Module, tensors: list[QuantizedTensor]) -> list[QuantizedTensor]:
+        """Decoder side: undo ``on_export`` (the tensors in the order ``rebuild``'s model names them)."""
+        return tensors
+
+    @classmethod
+    def describe(cls) -> str:
+        """The one-line doc."""
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    @classmethod
+    def option_fields(cls) -> list[dataclasses.Field]:
+        return [f for f in dataclasses.fields(cls.Options) if f.init] if dataclasses.is_dataclass(cls.Options) else []
 
 
 class HookList(TrainingHook):
@@ -108,6 +178,13 @@ class HookList(TrainingHook):
             model = h.transform_model(stage, model)
         return model
 
+    def make_optimizer(self, params: list[nn.Parameter], lr: float, stage: str) -> torch.optim.Optimizer | None:
+        for h in self.hooks:
+            optimizer = h.make_optimizer(params, lr, stage)
+            if optimizer is not None:
+                return optimizer
+        return None
+
     def on_stage_start(self, stage: str, model: nn.Module, ctx: HookContext) -> None:
         for h in self.hooks:
             h.on_stage_start(stage, model, ctx)
@@ -120,6 +197,10 @@ class HookList(TrainingHook):
                 total = term if total is None else total + term
         return total
 
+    def on_after_backward(self, model: nn.Module, ctx: HookContext) -> None:
+        for h in self.hooks:
+            h.on_after_backward(model, ctx)
+
     def on_step_end(self, step: int, model: nn.Module, ctx: HookContext) -> None:
         for h in self.hooks:
             h.on_step_end(step, model, ctx)
@@ -127,6 +208,11 @@ class HookList(TrainingHook):
     def on_stage_end(self, stage: str, model: nn.Module, ctx: HookContext) -> None:
         for h in self.hooks:
             h.on_stage_end(stage, model, ctx)
+
+    def on_export(self, model: nn.Module, tensors: list[QuantizedTensor]) -> list[QuantizedTensor]:
+        for h in self.hooks:
+            tensors = h.on_export(model, tensors)
+        return tensors
 
     def state_dict(self) -> dict[str, Any]:
         """``{"0": state of hook 0, "1": ...}`` with each hook's class name, checked on load."""
@@ -147,4 +233,30 @@ class HookList(TrainingHook):
             h.load_state_dict(state[str(i)]["state"])
 
 
-PLUGINS: Registry[type[TrainingHook]] = Registry("plugin")
+class Observers(HookList):
+    """Hooks that watch training and change nothing (progress, tests, interrupts): they see the stage and step
+    events only, so they can neither shape the result nor need a checkpoint or a place in the resume fingerprint."""
+
+    def transform_model(self, stage: str, model: nn.Module) -> nn.Module:
+        return model
+
+    def make_optimizer(self, params: list[nn.Parameter], lr: float, stage: str) -> None:
+        return None
+
+    def extra_loss(self, model: nn.Module, batch: Any, output: Any, ctx: HookContext) -> None:
+        return None
+
+    def on_after_backward(self, model: nn.Module, ctx: HookContext) -> None:
+        return None
+
+    def on_export(self, model: nn.Module, tensors: list[QuantizedTensor]) -> list[QuantizedTensor]:
+        return tensors
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+
+PLUGINS: Registry[type[Plugin]] = Registry("plugin")

@@ -1,7 +1,7 @@
 """One-shot global magnitude pruning, applied as ``torch.nn.utils.parametrize`` masks.
 
 Works on any ``nn.Module``. The score of a weight is ``|w| / n_layer ** size_exponent`` with ``n_layer`` the
-number of elements of its tensor (HiNeRV's layer-size normalisation, DESIGN §3), and the ``ratio`` fraction of all
+number of elements of its tensor (HiNeRV's layer-size normalisation, docs/design.md §3), and the ``ratio`` fraction of all
 selected weights with the lowest scores is pruned, globally across tensors.
 
 A pruned tensor keeps its name: ``module.weight`` becomes ``Mask(original)``, so gradients of masked entries are

@@ -27,7 +27,7 @@ Example::
 
     prune_(model, PruneConfig())              # optional, before quantize_
     quantize_(model, QuantConfig(bits=6))     # FakeQuant registered in place; fine-tune (QAT)
-    qts = export_quantized(model, QuantConfig(bits=6))   # list[QTensor]: symbols + fp16 scales
+    qts = export_quantized(model, QuantConfig(bits=6))   # list[QuantizedTensor]: symbols + fp16 scales
     bake_(model)                              # plain parameters (= dequantized values, eval-mode FakeQuant)
     load_dequantized_(decoder_model, qts)     # decoder side: same values, bit for bit
 """
@@ -41,12 +41,13 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from bitstream.tensors import QuantizedTensor
+from compress.numerics import FP16_MAX, FP16_TINY, ceil_fp16, normalize_axis, round_fp16
 from compress.prune import FilterFn, find_parametrization, input_of, named_tensors, remember_param_order
 
 __all__ = [
     "AxisFn",
     "FakeQuant",
-    "QTensor",
     "QuantConfig",
     "compute_scales",
     "default_axis",
@@ -58,8 +59,6 @@ __all__ = [
 ]
 
 MIN_BITS, MAX_BITS = 2, 16
-_FP16_MAX = float(torch.finfo(torch.float16).max)
-_FP16_TINY = 2.0**-24  # smallest positive fp16 subnormal
 
 # axis_fn(full_name, param) -> channel axis, or None for one scale for the whole tensor.
 AxisFn = Callable[[str, torch.Tensor], "int | None"]
@@ -97,14 +96,6 @@ def _qmax(bits: int) -> int:
     return 2 ** (bits - 1) - 1
 
 
-def _norm_axis(axis: int | None, ndim: int) -> int | None:
-    if axis is None:
-        return None
-    if isinstance(axis, bool) or not isinstance(axis, int) or not (-ndim <= axis < ndim):
-        raise ValueError(f"axis: expected None or an int in [{-ndim}, {ndim - 1}] for a {ndim}-D tensor, got {axis!r}")
-    return axis % ndim
-
-
 def _bshape(scales: torch.Tensor, ndim: int, axis: int | None) -> torch.Tensor:
     """Reshape 1-D scales so they broadcast against a tensor of ``ndim`` dims along ``axis``."""
     if axis is None:
@@ -131,7 +122,7 @@ def compute_scales(x: torch.Tensor, bits: int, axis: int | None) -> torch.Tensor
         is None. 0 exactly for an all-zero channel. Detached.
     """
     _check_bits(bits, "compute_scales: bits")
-    axis = _norm_axis(axis, x.ndim)
+    axis = normalize_axis(axis, x.ndim)
     n = 1 if axis is None else x.shape[axis]
     a = x.detach().abs().float()
     if x.numel() == 0:
@@ -142,34 +133,12 @@ def compute_scales(x: torch.Tensor, bits: int, axis: int | None) -> torch.Tensor
         dims = tuple(d for d in range(x.ndim) if d != axis)
         amax = a.amax(dim=dims) if dims else a
     qmax = _qmax(bits)
-    nearest = _round_fp16((amax / qmax).clamp(max=_FP16_MAX))
+    nearest = round_fp16((amax / qmax).clamp(max=FP16_MAX))
     # Never let the fp16 rounding clip a channel's max by more than half a step: the scale must satisfy
     # max|x| / scale <= qmax + 1/2. Only bites for bits >= 12 or fp16-subnormal scales; else s == nearest.
-    floor_ok = _ceil_fp16((amax / (qmax + 0.5)).clamp(max=_FP16_MAX))
+    floor_ok = ceil_fp16((amax / (qmax + 0.5)).clamp(max=FP16_MAX))
     s = torch.maximum(nearest, floor_ok)
-    return torch.where(amax > 0, s.clamp(min=_FP16_TINY), torch.zeros_like(s))  # (n,)
-
-
-# fp16 rounding done in float32/int32 arithmetic rather than by casting: torch.compile (Inductor) may drop a
-# float32 -> float16 -> float32 round trip (emulate_precision_casts is off by default), which would make a
-# compiled FakeQuant use scales the bitstream cannot store. Both equal ``v.half().float()`` for 0 <= v <= 65504.
-_FP16_MIN_NORMAL = 2.0**-14
-
-
-def _round_fp16(v: torch.Tensor) -> torch.Tensor:
-    """Nearest (ties to even) fp16 value of float32 ``v`` in [0, 65504], as float32."""
-    b = v.view(torch.int32)
-    b = (b + 0xFFF + ((b >> 13) & 1)) & ~0x1FFF  # keep 10 of float32's 23 mantissa bits, ties to even
-    sub = torch.round(v * 2.0**24) * 2.0**-24  # fp16 subnormals: multiples of 2**-24
-    return torch.where(v < _FP16_MIN_NORMAL, sub, b.view(torch.float32))
-
-
-def _ceil_fp16(v: torch.Tensor) -> torch.Tensor:
-    """The smallest fp16 value >= float32 ``v`` in [0, 65504], as float32."""
-    r = _round_fp16(v)
-    up_normal = (r.view(torch.int32) + (1 << 13)).view(torch.float32)  # next fp16 above a normal r
-    up = torch.where(r < _FP16_MIN_NORMAL, r + 2.0**-24, up_normal)
-    return torch.where(r < v, up, r)
+    return torch.where(amax > 0, s.clamp(min=FP16_TINY), torch.zeros_like(s))  # (n,)
 
 
 def _quantize_float(x: torch.Tensor, scales: torch.Tensor, bits: int, axis: int | None) -> torch.Tensor:
@@ -200,7 +169,7 @@ def quantize_tensor(x: torch.Tensor, bits: int, axis: int | None) -> tuple[torch
         raise ValueError(f"quantize_tensor: expected a floating-point tensor, got dtype {x.dtype}")
     if not bool(torch.isfinite(x).all()):
         raise ValueError("quantize_tensor: expected finite values, got NaN or inf")
-    axis = _norm_axis(axis, x.ndim)
+    axis = normalize_axis(axis, x.ndim)
     scales = compute_scales(x, bits, axis)
     return _quantize_float(x.detach(), scales, bits, axis).to(torch.int32), scales
 
@@ -213,7 +182,7 @@ def dequantize_tensor(symbols: torch.Tensor, scales: torch.Tensor, axis: int | N
     """
     symbols = torch.as_tensor(symbols)
     scales = torch.as_tensor(scales).reshape(-1)
-    axis = _norm_axis(axis, symbols.ndim)
+    axis = normalize_axis(axis, symbols.ndim)
     expected = 1 if axis is None else symbols.shape[axis]
     if scales.numel() != expected:
         raise ValueError(
@@ -266,7 +235,7 @@ def _select(
     for full, module, param_name, param in named_tensors(model, filter_fn):
         axis = (axis_fn or default_axis)(full, param) if config.per_channel else None
         try:
-            axis = _norm_axis(axis, param.ndim)
+            axis = normalize_axis(axis, param.ndim)
         except ValueError as e:
             raise ValueError(f"{full!r} (shape {tuple(param.shape)}): {e}") from None
         out.append((full, module, param_name, param, axis))
@@ -309,38 +278,6 @@ def quantize_(
     return [full for full, *_ in selected]
 
 
-@dataclass
-class QTensor:
-    """One quantized tensor, as the bitstream stores it.
-
-    Attributes:
-        name: the parameter's full dotted name, as in ``model.state_dict()`` after baking.
-        shape: the tensor's shape.
-        symbols: int32 array of ``shape``, values in ``[-qmax, qmax]``.
-        scales: float16 array, shape ``(shape[axis],)``, or ``(1,)`` when ``axis`` is None.
-        axis: channel axis (>= 0) or None.
-        bits: bits per symbol.
-        entropy: the coding model training chose for the symbols, ``(distribution, loc, scale)`` in float16
-            values (``compress.entropy_quant``), or None to let the bitstream fit the best model.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    symbols: np.ndarray
-    scales: np.ndarray
-    axis: int | None
-    bits: int
-    entropy: tuple[str, float, float] | None = None
-
-    def dequantize(self) -> torch.Tensor:
-        """The float32 values the decoder uses."""
-        return dequantize_tensor(
-            torch.from_numpy(np.array(self.symbols, dtype=np.int32)),
-            torch.from_numpy(np.array(self.scales, dtype=np.float16)).float(),
-            self.axis,
-        )
-
-
 def _pre_quant_value(full: str, module: nn.Module, param_name: str) -> tuple[torch.Tensor, FakeQuant | None]:
     """The value a FakeQuant on this tensor sees (the parametrizations before it), or the current value."""
     found = find_parametrization(module, param_name, FakeQuant)
@@ -356,8 +293,8 @@ def _pre_quant_value(full: str, module: nn.Module, param_name: str) -> tuple[tor
 @torch.no_grad()
 def export_quantized(
     model: nn.Module, config: QuantConfig, axis_fn: AxisFn | None = None, filter_fn: FilterFn | None = None
-) -> list[QTensor]:
-    """Quantize the selected parameters' current values into ``QTensor``s (the model is not modified).
+) -> list[QuantizedTensor]:
+    """Quantize the selected parameters' current values into ``QuantizedTensor``s (the model is not modified).
 
     Use the same ``config``, ``axis_fn`` and ``filter_fn`` as ``quantize_``. On a model with ``FakeQuant``
     parametrizations the values fed to the FakeQuant are quantized (so ``load_dequantized_`` reproduces the
@@ -366,7 +303,7 @@ def export_quantized(
     Raises:
         ValueError: a FakeQuant's bits or axis differ from ``config``/``axis_fn``, or non-finite values.
     """
-    out: list[QTensor] = []
+    out: list[QuantizedTensor] = []
     for full, module, param_name, _, axis in _select(model, config, axis_fn, filter_fn):
         x, fq = _pre_quant_value(full, module, param_name)
         if fq is not None and (fq.bits, fq.axis) != (config.bits, axis):
@@ -379,7 +316,7 @@ def export_quantized(
         except ValueError as e:
             raise ValueError(f"export_quantized: {full!r}: {e}") from None
         out.append(
-            QTensor(
+            QuantizedTensor(
                 name=full,
                 shape=tuple(x.shape),
                 symbols=symbols.cpu().numpy(),
@@ -392,7 +329,7 @@ def export_quantized(
 
 
 @torch.no_grad()
-def load_dequantized_(model: nn.Module, qtensors: list[QTensor]) -> None:
+def load_dequantized_(model: nn.Module, qtensors: list[QuantizedTensor]) -> None:
     """Set each named parameter of ``model`` to its dequantized value (in place; all checked before any write).
 
     Raises:
@@ -415,7 +352,7 @@ def load_dequantized_(model: nn.Module, qtensors: list[QTensor]) -> None:
         param = params[qt.name]
         if tuple(param.shape) != tuple(qt.shape) or tuple(qt.symbols.shape) != tuple(qt.shape):
             raise ValueError(
-                f"load_dequantized_: {qt.name!r}: expected shape {tuple(param.shape)}, got QTensor shape "
+                f"load_dequantized_: {qt.name!r}: expected shape {tuple(param.shape)}, got QuantizedTensor shape "
                 f"{tuple(qt.shape)} with symbols {tuple(qt.symbols.shape)}"
             )
         _check_bits(qt.bits, f"load_dequantized_: {qt.name!r}: bits")
@@ -423,7 +360,7 @@ def load_dequantized_(model: nn.Module, qtensors: list[QTensor]) -> None:
         if qt.symbols.size and int(np.abs(qt.symbols.astype(np.int64)).max()) > qmax:
             raise ValueError(f"load_dequantized_: {qt.name!r}: expected symbols in [-{qmax}, {qmax}], got out of range")
         try:
-            value = qt.dequantize()
+            value = torch.from_numpy(qt.dequantize())
         except ValueError as e:
             raise ValueError(f"load_dequantized_: {qt.name!r}: {e}") from None
         writes.append((param, value))

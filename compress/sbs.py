@@ -19,7 +19,7 @@ gradient ``(Q(w) - w)/v`` inside the range and ``±1`` outside.
 
 Exactness: the forward value is ``m·S`` in float32 with integer symbols ``m`` and an fp16 scale ``S``; for the
 paper grid ``m = 2k - (2**b - 1)`` (odd integers, ``|m| <= 2**b - 1``) and ``S = fp16(v / (2**b - 1))``; for the
-mid-tread grid ``m = k`` and ``S = fp16(v / 2**(b-1))``. So ``export_sbs`` gives ``QTensor``s whose
+mid-tread grid ``m = k`` and ``S = fp16(v / 2**(b-1))``. So ``export_sbs`` gives ``QuantizedTensor``s whose
 ``dequantize()`` equals the eval forward bit for bit.
 
 Grids (``SBSConfig.grid``):
@@ -34,7 +34,7 @@ Grids (``SBSConfig.grid``):
     the weights and coincides with pruned groups). Small and noisy, but never worse by more than 0.02 dB.
 
 Pipeline: ``sbs_`` -> search with ``sbs_loss`` (or ``SBSHook``) -> ``freeze_gates_`` -> QAT -> ``export_sbs``.
-The rate functions and the hook live in ``compress.sbs_rate`` and are re-exported here.
+The rate term, the objective and the training hook are in ``compress.sbs_rate``.
 """
 from __future__ import annotations
 
@@ -48,21 +48,19 @@ from torch.nn.utils import parametrize
 
 from compress.entropy_quant import symbol_bits
 from compress.prune import FilterFn, find_parametrization, input_of, named_tensors, remember_param_order
-from compress.quantize import AxisFn, FakeQuant, QTensor, QuantConfig, _norm_axis, _round_fp16, default_axis
+from bitstream.tensors import QuantizedTensor
+from compress.numerics import FP16_MAX, normalize_axis, round_fp16
+from compress.quantize import AxisFn, FakeQuant, QuantConfig, default_axis, export_quantized
 
 __all__ = [
     "GRIDS",
     "SBSConfig",
-    "SBSHook",
     "SBSQuant",
-    "bisect_lambda",
     "chosen_widths",
     "export_sbs",
     "freeze_gates_",
     "not_sbs_filter",
-    "rate_bits",
     "sbs_",
-    "sbs_loss",
     "sbs_tensors",
 ]
 
@@ -71,12 +69,11 @@ RATES = ("coded", "nominal")
 LAPLACE_SCALE_MIN = 0.05  # symbols: the rate model's scale never collapses onto a point mass
 V_SPEED = 10.0  # v = exp(V_SPEED * log_v): Adam moves v by ~V_SPEED·lr relative per step (see SBSQuant)
 GATE_SPEED = 0.1  # thresholds α = GATE_SPEED · α_raw: Adam moves them by ~GATE_SPEED·lr per step (see SBSQuant)
-_FP16_MAX = 65504.0
 
 
 @dataclass(frozen=True)
 class SBSConfig:
-    """SBS search space and initialisation (DESIGN §5)."""
+    """SBS search space and initialisation (docs/design.md §5)."""
 
     candidates: tuple[int, ...] = (2, 4, 8)  # bit widths, increasing; paper grid: each divides the next
     group_size: int = 4  # channels per pruning group along the tensor's axis (axis None: the whole tensor)
@@ -228,7 +225,7 @@ class SBSQuant(nn.Module):
         super().__init__()
         SBSConfig(candidates=tuple(candidates), grid=grid, group_size=group_size, prune=prune,
                   v_per_channel=v_per_channel)  # validates
-        self.shape, self.axis = tuple(shape), _norm_axis(axis, len(shape))
+        self.shape, self.axis = tuple(shape), normalize_axis(axis, len(shape))
         self.candidates, self.grid, self.group_size, self.prune = tuple(candidates), grid, group_size, prune
         self.temperature, self.prune_temperature = float(temperature), float(prune_temperature)
         if rate not in RATES:
@@ -281,7 +278,7 @@ class SBSQuant(nn.Module):
 
     def _v(self) -> torch.Tensor:
         """v: 0-D, or (C,) with ``v_per_channel``."""
-        return torch.exp(self.log_v * V_SPEED).clamp(1e-12, _FP16_MAX)
+        return torch.exp(self.log_v * V_SPEED).clamp(1e-12, FP16_MAX)
 
     @property
     def scale_axis(self) -> int | None:
@@ -378,7 +375,7 @@ class SBSQuant(nn.Module):
 
     def _scale(self, bits: int) -> torch.Tensor:
         """fp16-representable float32 scale S with value = m·S: 0-D, or (C,) with ``v_per_channel``."""
-        return _round_fp16((self._v().detach() / _units(bits, self.grid)).clamp(max=_FP16_MAX))
+        return round_fp16((self._v().detach() / _units(bits, self.grid)).clamp(max=FP16_MAX))
 
     def _symbols(self, k: torch.Tensor, bits: int) -> torch.Tensor:
         return 2.0 * k - _units(bits, self.grid) if self.grid == "paper" else k
@@ -480,7 +477,7 @@ class SBSQuant(nn.Module):
 
     @torch.no_grad()
     def export(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """(int32 symbols, float32 fp16-representable scales: (1,), or (C,) along ``scale_axis``; QTensor bits)."""
+        """(int32 symbols, float32 fp16-representable scales: (1,), or (C,) along ``scale_axis``; QuantizedTensor bits)."""
         u = self._normalise(x)
         st = self._state(x, u)
         bits = self.candidates[st.level]
@@ -572,7 +569,7 @@ def sbs_(model: nn.Module, config: SBSConfig, filter_fn: FilterFn | None = None,
             if bad:
                 raise ValueError(f"sbs_: {full!r} already has {bad}; expected an unquantized tensor")
         try:
-            axis = _norm_axis((axis_fn or default_axis)(full, param), param.ndim)
+            axis = normalize_axis((axis_fn or default_axis)(full, param), param.ndim)
             v = _init_v(getattr(module, param_name), config, axis)
         except ValueError as e:
             raise ValueError(f"sbs_: {full!r} (shape {tuple(param.shape)}): {e}") from None
@@ -611,8 +608,8 @@ def chosen_widths(model: nn.Module) -> dict[str, tuple[int, float]]:
 
 @torch.no_grad()
 def export_sbs(model: nn.Module, fallback: QuantConfig | None = None, axis_fn: AxisFn | None = None,
-               filter_fn: FilterFn | None = None) -> list[QTensor]:
-    """Export the SBS tensors as ``QTensor``s (one fp16 scale each, or one per channel with ``v_per_channel``);
+               filter_fn: FilterFn | None = None) -> list[QuantizedTensor]:
+    """Export the SBS tensors as ``QuantizedTensor``s (one fp16 scale each, or one per channel with ``v_per_channel``);
     ``dequantize()`` equals the eval forward.
 
     Pruned groups have symbols 0; ``bits`` is b + 1 for the paper grid (odd symbols up to ±(2**b - 1)) and b for
@@ -623,14 +620,12 @@ def export_sbs(model: nn.Module, fallback: QuantConfig | None = None, axis_fn: A
             ``export_quantized(model, fallback, axis_fn, ...)``; the result is then in ``named_tensors`` order.
         axis_fn, filter_fn: for the fallback tensors only.
     """
-    from compress.quantize import export_quantized
-
-    out: dict[str, QTensor] = {}
+    out: dict[str, QuantizedTensor] = {}
     for full, _, _, q, x in sbs_tensors(model):
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"export_sbs: {full!r}: expected finite values, got NaN or inf")
         m, s, qbits = q.export(x)
-        out[full] = QTensor(name=full, shape=tuple(x.shape), symbols=m.cpu().numpy(),
+        out[full] = QuantizedTensor(name=full, shape=tuple(x.shape), symbols=m.cpu().numpy(),
                             scales=s.cpu().to(torch.float16).numpy(), axis=q.scale_axis, bits=qbits)
     if fallback is None:
         return list(out.values())
@@ -638,16 +633,3 @@ def export_sbs(model: nn.Module, fallback: QuantConfig | None = None, axis_fn: A
         out[qt.name] = qt
     order = [full for full, *_ in named_tensors(model)]
     return [out[n] for n in order if n in out]
-
-
-# The rate term and the hook live in compress.sbs_rate (which imports this module); importing it here registers
-# the "sbs" plugin, and the names below are re-exported lazily so either module may be imported first.
-from compress import sbs_rate as _rate  # noqa: E402
-
-_RATE_NAMES = ("SBSHook", "bisect_lambda", "rate_bits", "sbs_loss")
-
-
-def __getattr__(name: str):
-    if name in _RATE_NAMES:
-        return getattr(_rate, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ width gates so that their surrogates see what each width step costs::
     ``"coded"`` (default): the entropy-coded bits of the kept symbols at width b: their empirical
         self-information in value (within 0.5% of the bitstream's payload in tests/compress/test_sbs.py), the
         gradient of a fitted discrete Laplace through the STE symbols (it reaches ``v`` and the weights).
-        DESIGN §5 asks for "the coded bits"; measured on carphone against uniform quantization in the
+        docs/design.md §5 asks for "the coded bits"; measured on carphone against uniform quantization in the
         closing notes of issue 4.
     ``"nominal"``: the paper's count, kept elements × b (before entropy coding, which writes fewer bits).
 Side information and non-SBS tensors are excluded from R; the objective adds them back as S, the file's other bits
@@ -35,10 +35,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from compress.entropy_rate import steer
-from compress.hooks import PLUGINS, HookContext, TrainingHook
+from compress.hooks import HookContext, TrainingHook
 from compress.prune import FilterFn
 from compress.quantize import AxisFn
+from compress.rate_control import steer
 from compress.sbs import GATE_SPEED, V_SPEED, SBSConfig, coded_bits, freeze_gates_, sbs_, sbs_tensors
 
 __all__ = ["RATE_TERMS", "SBSHook", "bisect_lambda", "rate_bits", "rate_term", "reopenable_", "rescale_v_", "sbs_loss",
@@ -82,7 +82,7 @@ def reopenable_(model: nn.Module) -> None:
 @torch.no_grad()
 def rescale_v_(model: nn.Module, factor: float) -> None:
     """Multiply every SBS tensor's v, so its steps, by ``factor`` at the same widths and masks: coarser (> 1)
-    or finer (< 1) symbols of the same weights, for last-mile rate control (``entropy_rate.fit_to_size``)."""
+    or finer (< 1) symbols of the same weights, for last-mile rate control (``rate_control.fit_to_size``)."""
     if not (math.isfinite(factor) and factor > 0):
         raise ValueError(f"rescale_v_: expected a finite factor > 0, got {factor!r}")
     for _, _, _, q, _ in sbs_tensors(model):
@@ -156,7 +156,6 @@ def bisect_lambda(run: Callable[[float], float], target_bits: float, lo: float =
     return max(under, key=lambda t: t[1]) if under else min(tried, key=lambda t: t[1])
 
 
-@PLUGINS.register("sbs")
 class SBSHook(TrainingHook):
     """Attach SBS at ``stage``, add λ·log(R + side) during it, optionally steer λ to a target, freeze at its end.
 

@@ -35,7 +35,7 @@ Every anchor is encoded and decoded in memory, without a container:
 * **Timing.** ``encode_seconds`` / ``decode_seconds`` are wall-clock seconds spent inside the encoder / decoder
   calls (copying samples in and out is not counted), with the libraries' default threading.
 
-Reproduction (DESIGN §6): x265 on carphone (176x144, 120 frames) at QP 32 gives 0.0656 bpp, YUV-PSNR 37.15 dB —
+Reproduction (docs/design.md §6): x265 on carphone (176x144, 120 frames) at QP 32 gives 0.0656 bpp, YUV-PSNR 37.15 dB —
 ``python -m eval.anchors --codec x265 --qp 32``.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bjøntegaard-delta rate and PSNR with the ``bjontegaard`` package (DESIGN.md §6).
+"""Bjøntegaard-delta rate and PSNR with the ``bjontegaard`` package (docs/design.md §6).
 
 BD-rate is the average log-rate difference between two rate-distortion curves over the distortion interval both
 cover, as a percentage: negative means the test codec needs less rate than the anchor for the same quality. We

@@ -1,6 +1,6 @@
 """Objective quality metrics for YUV video: PSNR per plane, PSNR-YUV, PSNR-RGB and MS-SSIM.
 
-Conventions (DESIGN.md §2), stated once here and relied on everywhere:
+Conventions (docs/design.md §2), stated once here and relied on everywhere:
 
 * **Peak.** PSNR uses the native peak of the bit depth, ``2**bit_depth - 1`` (255, 1023, 4095).
 * **Sequence PSNR = mean of per-frame PSNR.** Every PSNR is computed per frame from that frame's MSE and the

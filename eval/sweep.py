@@ -225,14 +225,15 @@ def run_job(job: Job) -> dict[str, Any]:
                               "kind": job.kind, "config": job.config()}
     if job.kind == "hinerv":
         from codec.encoder import EncodeOptions, encode
+        from eval.measure import measure
 
         log_path = job.path.with_suffix(".log")
         with open(log_path, "a", encoding="utf-8") as logf:
             def log(*args: Any) -> None:
                 print(*args, file=logf, flush=True)
 
-            r = encode(job.sequence.path, job.path.with_suffix(".bin"), EncodeOptions(**job.settings),
-                       resume=True, progress=False, log=log)
+            r = measure(encode(job.sequence.path, job.path.with_suffix(".bin"), EncodeOptions(**job.settings),
+                               resume=True, progress=False, log=log))
         record.update(bpp=r.bpp, bytes=r.bytes, frames=r.frames, width=r.width, height=r.height,
                       params=r.params, macs_per_pixel=r.macs_per_pixel, encoding_time=r.encode_seconds,
                       decoding_time=r.decode_seconds, preset=job.settings.get("preset"),

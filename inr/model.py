@@ -1,7 +1,7 @@
 """HiNeRV: a hierarchical-encoding neural representation of a video.
 
 Kwan et al., "HiNeRV: Video Compression with Hierarchical Encoding-based Neural Representation",
-NeurIPS 2023. Written from the paper's description; see ../shared/DESIGN.md section 3.
+NeurIPS 2023. Written from the paper's description; see docs/design.md §3.
 
 Data flow for frame index t (shapes channels-last)::
 
@@ -169,6 +169,16 @@ def cpu_chunks(batch: int, frame_bytes: int, limit: int = CPU_CHUNK_BYTES) -> in
     ``frames * frame_bytes`` within ``limit``; one frame a chunk when a frame alone passes it."""
     per_chunk = max(1, limit // max(1, frame_bytes))
     return max(1, -(-batch // per_chunk))
+
+
+def quant_axis(name: str, param: torch.Tensor) -> int | None:
+    """The channel axis of a HiNeRV tensor's quantization scales, where per-channel scales are cheap: output
+    channels of layers, channels of the base grid; one scale for the encodings' local grids and for biases."""
+    if name.startswith("grid."):
+        return param.ndim - 1
+    if ".encoding.grids." in name or param.ndim < 2:
+        return None
+    return 0
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,6 +1,6 @@
 """Model presets scaled to the clip: a preset is a parameter budget per pixel, not a fixed 1080p network.
 
-Every preset keeps HiNeRV's shape (DESIGN.md §3): depths (3, ..., 3, 1), MLP expansions (4, ..., 4, 1),
+Every preset keeps HiNeRV's shape (docs/design.md §3): depths (3, ..., 3, 1), MLP expansions (4, ..., 4, 1),
 widths halving after the first stage, a 2-level base grid of ~T/4 frames and 3-level temporal local grids
 with C_loc = 2 * C_grid. What scales with the clip is the stride ladder (chosen so the base grid is about
 9 pixels on its short side with little padding) and the width C, solved so the parameter count meets the
@@ -14,7 +14,7 @@ from itertools import product
 
 import torch
 
-from codec.registry import Registry
+from common.registry import Registry
 
 from .config import HiNeRVConfig
 

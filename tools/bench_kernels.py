@@ -9,7 +9,7 @@ On CUDA: forward (decode) and forward+backward (training) of, per stage shape an
 * ``compile``- ``torch.compile(ref)`` (Inductor's own fusion), on the largest shapes only (``--compile N``),
 
 printing median milliseconds and speed-ups over ``ref``, plus the largest deviation of the kernels from an fp32
-reference at the real shapes. Shapes: HiNeRV-S at 1080p RGB (DESIGN.md section 3: strides 5,3,2,2, widths 280,
+reference at the real shapes. Shapes: HiNeRV-S at 1080p RGB (docs/design.md §3: strides 5,3,2,2, widths 280,
 140, 70, 35, base 18x32, whole frames, B=1) and the repo's 4:2:0 grid (half resolution, preset ``s``) as whole
 frames and as 120x120 training patches (B=2, the trainer's default). Dtypes: fp32, bf16 and ``mix`` (fp32
 features + bf16 tiles, what autocast produces: LayerNorm runs in fp32, the projection in bf16).

@@ -20,8 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from codec.bitstream_io import describe_file  # noqa: E402
-from codec.encoder import SBS_RATE_TERMS, EncodeOptions  # noqa: E402
+from codec.info import describe_file  # noqa: E402
+from codec.encoder import EncodeOptions  # noqa: E402
+from compress.sbs_rate import RATE_TERMS as SBS_RATE_TERMS  # noqa: E402
 from eval.bdrate import records_bd_rate  # noqa: E402
 from eval.sweep import carphone_input, load_records, plan, run_jobs  # noqa: E402
 

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from bitstream.tensors import QuantizedTensor, encode_tensors
-from compress.sbs import SBSConfig, export_sbs, freeze_gates_, rate_bits, sbs_, sbs_loss
+from compress.sbs import SBSConfig, export_sbs, freeze_gates_, sbs_
+from compress.sbs_rate import rate_bits, sbs_loss
 
 SIZE = 48
 LAMS = (3e-4, 1e-3, 3e-3, 1e-2)

@@ -33,7 +33,7 @@ from inr.presets import build_config  # noqa: E402
 
 
 def hinerv_s(height: int, width: int, frames: int) -> HiNeRVConfig:
-    """The UVG HiNeRV-S architecture (DESIGN.md §3) at another resolution: RGB output, strides 5,3,2,2."""
+    """The UVG HiNeRV-S architecture (docs/design.md §3) at another resolution: RGB output, strides 5,3,2,2."""
     return HiNeRVConfig(frames=frames, height=height, width=width, out_channels=3, strides=(5, 3, 2, 2),
                         channels=(280, 140, 70, 35), depths=(3, 3, 3, 1), expansions=(4, 4, 4, 1),
                         grid_frames=max(1, frames // 4), grid_channels=2, local_frames=frames, local_channels=4)

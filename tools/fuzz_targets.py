@@ -251,7 +251,7 @@ def _tiny_bitstream(width: int, height: int, chroma: str, depth: int, frames: in
     import torch
 
     from codec.bitstream_io import write_bitstream
-    from codec.encoder import quant_axis
+    from inr.model import quant_axis
     from codec.layout import PlaneLayout
     from codec.video import VideoFormat
     from compress.quantize import QuantConfig, export_quantized
@@ -399,7 +399,8 @@ def run_decode(data: bytes):
 def decode_file_bytes(data: bytes):
     """The whole decode path on a hinerv file; return the decoded Video, or None when refused (checked)."""
     from bitstream.errors import BitstreamError
-    from codec.bitstream_io import describe_file, read_bitstream
+    from codec.bitstream_io import read_bitstream
+    from codec.info import describe_file
     from codec.decoder import build_model, decode_bytes
 
     path = _scratch_path(".bin")
@@ -410,9 +411,9 @@ def decode_file_bytes(data: bytes):
         check_message(e)
         desc = None
     try:
-        fmt, frames, config, tensors = read_bitstream(data)
+        fmt, frames, config, tensors, plugins = read_bitstream(data)
         if fmt.frame_bytes * frames > FUZZ_MAX_OUTPUT_BYTES:  # valid but long to render: validate only
-            build_model(config, tensors)
+            build_model(config, tensors, plugins)
             video = None
         else:
             video = decode_bytes(data)

@@ -42,7 +42,7 @@ def main() -> int:
             params = f"{r['params']:,}" if r.get("params") else "-"
             print(f"{codec:<7} {r['point']:<6} {params:>8} {r['bytes']:>8,} {r['bpp']:>8.4f} {r['psnr-yuv']:>9.2f} "
                   f"{r['psnr-y']:>7.2f} {r['ms-ssim']:>8.4f} {r['encoding_time']:>7.0f}")
-    print("x265 veryslow reference (DESIGN.md §6): " + ", ".join(f"{b} bpp {p} dB" for b, p in X265_VERYSLOW))
+    print("x265 veryslow reference (docs/design.md §6): " + ", ".join(f"{b} bpp {p} dB" for b, p in X265_VERYSLOW))
     if "bd_md" in summary.outputs:
         print(f"BD-rate table: {summary.outputs['bd_md']}")
     return 1 if summary.failed else 0

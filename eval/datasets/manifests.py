@@ -1,6 +1,6 @@
 """Test-set manifests (UVG, MCL-JCV), raw-YUV file names and reading, and matching user files to manifests.
 
-Users bring the sequence files (DESIGN §6): raw ``.yuv`` with the geometry in the file name (the form the datasets
+Users bring the sequence files (docs/design.md §6): raw ``.yuv`` with the geometry in the file name (the form the datasets
 ship in) or Y4M. :func:`find_sequences` matches the files in a folder to a manifest's entries (case-insensitive,
 by sequence name), checks geometry and frame counts without reading samples, and says exactly what is missing.
 Each match is a lazy :class:`SequenceSource`; ``.read()`` loads (and, for quick runs, downscales) it.

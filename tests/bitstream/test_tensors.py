@@ -121,9 +121,12 @@ def test_corrupt_records() -> None:
     for cut in range(len(good)):
         with pytest.raises(BitstreamError):
             decode_tensors(good[:cut])
-    dup = write_uvarint(2) + good[1:] + b"\x01\x01\x00\x00" + good[3:]  # the same name again, by reference
+    dup = write_uvarint(2) + good[1:] + good[1:]  # the same name twice
     with pytest.raises(BitstreamError, match="duplicate tensor name"):
         decode_tensors(dup)
+    reference = write_uvarint(2) + good[1:] + b"\x01\x00\x00\x00" + good[3:]  # a retired name reference
+    with pytest.raises(BitstreamError, match="references are retired"):
+        decode_tensors(reference)
 
 
 def test_unnamed_tensors() -> None:
@@ -154,10 +157,10 @@ def test_breakdown_and_describe() -> None:
 
 
 def test_per_tensor_overhead_is_small() -> None:
-    """Side information of a typical weight: name (front-coded) + meta + shape + model spec + length."""
-    ts = [qt(f"stages.{i // 2}.blocks.{i % 2}.pw1.weight", (64, 16)) for i in range(8)]
+    """Side information of a typical weight as the codec writes it (unnamed): name code + meta + shape + model
+    spec + length."""
+    ts = [qt("", (64, 16)) for _ in range(8)]
     rows = tensor_breakdown(encode_tensors(ts))
-    later = rows[1:]
-    # meta 1 + shape 3 + laplace spec 7 + payload length 2 + name 5 = 18
-    assert max(r["bytes_side"] for r in later) <= 18, [r["bytes_side"] for r in rows]
-    assert max(r["bytes_name"] for r in later) <= 5, [r["bytes_name"] for r in rows]
+    # name 1 + meta 1 + shape 3 + laplace spec 7 + payload length 2 = 14
+    assert max(r["bytes_side"] for r in rows) <= 14, [r["bytes_side"] for r in rows]
+    assert all(r["bytes_name"] == 1 for r in rows)

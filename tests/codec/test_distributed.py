@@ -210,7 +210,7 @@ def test_an_encode_interrupted_alone_resumes_on_two_ranks(one_process, tmp_path)
     clip, one = one_process
     out = tmp_path / "resumed.bin"
     with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, CLI_OPTIONS, hooks=HookList([Interrupt(7)]), progress=False, log=lambda *_: None,
+        encode(clip, out, CLI_OPTIONS, observers=[Interrupt(7)], progress=False, log=lambda *_: None,
                checkpoint_interval=0)
     assert checkpoint_path(out).exists() and not out.exists()
     ranks = _ranks(_cli("encode", str(clip), str(out), "--resume"), 2, tmp_path)

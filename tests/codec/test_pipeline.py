@@ -15,8 +15,11 @@ from codec.clips import make_clip
 from codec.decoder import decode_file
 from codec.encoder import EncodeOptions, encode
 from codec.y4m import read_y4m
-from compress.hooks import HookList, TrainingHook
+from compress.hooks import TrainingHook
+from compress.quantizers import QUANTIZERS, CodingContext
+from eval.measure import measure
 from eval.metrics import evaluate
+from inr.model import quant_axis
 
 FAST = EncodeOptions(preset="s", epochs=4, prune_epochs=2, qat_epochs=2, batch_size=2)
 
@@ -31,7 +34,7 @@ def clip(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def encoded(clip, tmp_path_factory):
     out = tmp_path_factory.mktemp("enc") / "clip.bin"
-    report = encode(clip, out, FAST, progress=False, log=lambda *_: None)
+    report = measure(encode(clip, out, FAST, progress=False, log=lambda *_: None))
     return out, report
 
 
@@ -112,7 +115,7 @@ def test_resume_finishes_with_identical_bytes(clip, encoded, tmp_path, stage, st
     out = tmp_path / "resumed.bin"
     quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
     with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, FAST, hooks=HookList([Interrupt(stage, step)]), **quiet)
+        encode(clip, out, FAST, observers=[Interrupt(stage, step)], **quiet)
     assert checkpoint_path(out).exists() and not out.exists()
     encode(clip, out, FAST, resume=True, **quiet)
     assert out.read_bytes() == reference.read_bytes()
@@ -125,7 +128,7 @@ def test_resume_may_change_the_kernel_choice(clip, encoded, tmp_path):
     out = tmp_path / "resumed.bin"
     quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
     with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, dataclasses.replace(FAST, kernels="torch"), hooks=HookList([Interrupt("train", 5)]),
+        encode(clip, out, dataclasses.replace(FAST, kernels="torch"), observers=[Interrupt("train", 5)],
                **quiet)
     encode(clip, out, FAST, resume=True, **quiet)
     assert out.read_bytes() == reference.read_bytes()
@@ -135,7 +138,7 @@ def test_resume_refuses_a_foreign_checkpoint(clip, tmp_path):
     out = tmp_path / "x.bin"
     quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
     with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, FAST, hooks=HookList([Interrupt("train", 3)]), **quiet)
+        encode(clip, out, FAST, observers=[Interrupt("train", 3)], **quiet)
     other = EncodeOptions(preset="s", epochs=5, prune_epochs=2, qat_epochs=2)
     with pytest.raises(ValueError, match="another input or other options"):
         encode(clip, out, other, resume=True, **quiet)
@@ -241,13 +244,13 @@ class PruneGates(TrainingHook):
 def test_sbs_encode_decodes_to_the_reported_quality(clip, tmp_path, steps, prune):
     out = tmp_path / "sbs.bin"
     gates = PruneGates()
-    report = encode(clip, out, dataclasses.replace(SBS, steps=steps, sbs_prune=prune), progress=False,
-                    log=lambda *_: None, hooks=HookList([gates]))
+    report = measure(encode(clip, out, dataclasses.replace(SBS, steps=steps, sbs_prune=prune), progress=False,
+                            log=lambda *_: None, observers=[gates]))
     assert gates.prune == {prune}
     m = evaluate(read_y4m(clip), decode_file(out))
     assert report.bytes == out.stat().st_size
     assert report.psnr_yuv == pytest.approx(m.psnr_yuv, abs=1e-9)
-    from codec.bitstream_io import describe_file
+    from codec.info import describe_file
 
     desc = describe_file(out)
     widths = {t["bits"] for t in desc["tensors"]}
@@ -261,7 +264,7 @@ def test_sbs_meets_a_target_size(clip, tmp_path):
     target = int(free.bytes * 0.8)
     lines = []
     report = encode(clip, tmp_path / "t.bin", dataclasses.replace(SBS, lam=None, target_size=target),
-                    progress=False, log=lines.append)
+                    progress=False, log=lines.append)  # what was written: bytes need no decode
     assert report.bytes == pytest.approx(target, rel=0.05)
     assert any(line.startswith(f"target {target:,} bytes: steps scaled by") for line in lines)
 
@@ -271,7 +274,7 @@ def test_sbs_resume_gives_identical_bytes(clip, tmp_path):
     ref, out = tmp_path / "ref.bin", tmp_path / "resumed.bin"
     encode(clip, ref, SBS, **quiet)
     with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, SBS, hooks=HookList([Interrupt("prune", 4)]), **quiet)
+        encode(clip, out, SBS, observers=[Interrupt("prune", 4)], **quiet)
     encode(clip, out, SBS, resume=True, **quiet)
     assert out.read_bytes() == ref.read_bytes()
 
@@ -294,7 +297,7 @@ class Capture(TrainingHook):
 def entropy_encoded(clip, tmp_path_factory):
     out = tmp_path_factory.mktemp("ent") / "clip.bin"
     capture = Capture()
-    report = encode(clip, out, ENTROPY, progress=False, log=lambda *_: None, hooks=HookList([capture]))
+    report = measure(encode(clip, out, ENTROPY, progress=False, log=lambda *_: None, observers=[capture]))
     return out, report, capture.frames
 
 
@@ -305,13 +308,14 @@ def test_entropy_rate_estimate_is_the_written_size(entropy_encoded):
 
 
 def test_entropy_decoder_reproduces_the_encoders_reconstruction(entropy_encoded):
-    from codec.bitstream_io import describe_file, read_bitstream
+    from codec.bitstream_io import read_bitstream
+    from codec.info import describe_file
     from codec.decoder import build_model
 
     out, report, frames = entropy_encoded
-    _, _, config, tensors = read_bitstream(out.read_bytes())
+    _, _, config, tensors, plugins = read_bitstream(out.read_bytes())
     with torch.no_grad():
-        decoded = build_model(config, tensors)(torch.arange(6))
+        decoded = build_model(config, tensors, plugins)(torch.arange(6))
     assert torch.equal(decoded, frames)
     rows = describe_file(out)["tensors"]
     assert {t["model"] for t in rows} <= {"laplace", "zero", "const"}
@@ -339,39 +343,53 @@ def test_entropy_resume_gives_identical_bytes(clip, entropy_encoded, tmp_path):
     out = tmp_path / "resumed.bin"
     quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
     with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, ENTROPY, hooks=HookList([Interrupt("qat", 8)]), **quiet)
+        encode(clip, out, ENTROPY, observers=[Interrupt("qat", 8)], **quiet)
     encode(clip, out, ENTROPY, resume=True, **quiet)
     assert out.read_bytes() == reference.read_bytes()
 
 
+def quantizer(options: EncodeOptions, pixels: int):
+    """The quantizer an encode with ``options`` builds (its file writer unused here)."""
+    coding = CodingContext(pixels, options.target_bits(pixels), quant_axis, write=None)
+    return QUANTIZERS.get(options.quant)(options.quant_settings(), coding)
+
+
+def size_for(options: EncodeOptions, pixels: int):
+    from codec.encoder import resolve_model_size
+
+    return resolve_model_size(options, pixels, quantizer(options, pixels).bits_per_param())
+
+
 def test_auto_model_size_follows_the_target():
-    from codec.encoder import TARGET_BITS_PER_PARAM, resolve_model_size
+    from compress.quantizers import Quantizer
 
     pixels = 176 * 144 * 120
-    assert resolve_model_size(EncodeOptions(), pixels) == ("s", None)
-    assert resolve_model_size(EncodeOptions(preset="xs", quant="entropy", target_size=10**6), pixels) == ("xs", None)
-    _, small = resolve_model_size(EncodeOptions(quant="entropy", target_size=4_000), pixels)
-    _, large = resolve_model_size(EncodeOptions(quant="entropy", target_bpp=40_000 * 8 / pixels), pixels)
-    assert 8 * 4_000 / small == pytest.approx(TARGET_BITS_PER_PARAM, rel=0.01)
+    assert size_for(EncodeOptions(), pixels) == ("s", None)
+    assert size_for(EncodeOptions(preset="xs", quant="entropy", target_size=10**6), pixels) == ("xs", None)
+    _, small = size_for(EncodeOptions(quant="entropy", target_size=4_000), pixels)
+    _, large = size_for(EncodeOptions(quant="entropy", target_bpp=40_000 * 8 / pixels), pixels)
+    assert 8 * 4_000 / small == pytest.approx(Quantizer.target_bits_per_param, rel=0.01)
     assert large == pytest.approx(10 * small, rel=0.01)
-    _, uniform = resolve_model_size(EncodeOptions(bits=8, target_size=40_000), pixels)  # ~7.7 bits per parameter
+    _, uniform = size_for(EncodeOptions(bits=8, target_size=40_000), pixels)  # ~7.7 bits per parameter
     assert 7 < 8 * 40_000 / uniform < 8
 
 
 def test_sbs_target_controller_is_capped():
     """With a target the controller may raise λ only to SBS_TARGET_MAX_LAMBDA (uncapped, a search ran away to
     nothing); an explicit larger --lambda stays the user's start."""
-    from codec.encoder import SBS_TARGET_MAX_LAMBDA
-    from compress.entropy_rate import steer
+    from compress.rate_control import steer
+    from compress.quantizers import SBS as SBSQuantizer
+
+    SBS_TARGET_MAX_LAMBDA = SBSQuantizer.target_max_lambda
 
     pixels = 176 * 144 * 120
-    (hook,) = dataclasses.replace(SBS, lam=None, target_bpp=0.01, sbs_rate="log").quantizer_hooks(pixels)
+    (hook,) = quantizer(dataclasses.replace(SBS, lam=None, target_bpp=0.01, sbs_rate="log"), pixels).hooks()
     cap = SBS_TARGET_MAX_LAMBDA["log"]
     assert hook.lam_bounds[1] == cap and hook.lam < cap
     for _ in range(2000):  # a file forever 10x over its target
         hook.lam = steer(hook.lam, 10 * hook.target_bits, hook.target_bits, hook.gain, hook.lam_bounds)
     assert hook.lam == cap
-    (explicit,) = dataclasses.replace(SBS, lam=2.0, target_bpp=0.01, sbs_rate="log").quantizer_hooks(pixels)
+    (explicit,) = quantizer(dataclasses.replace(SBS, lam=2.0, target_bpp=0.01, sbs_rate="log"), pixels).hooks()
     assert explicit.lam == 2.0 and explicit.lam_bounds[1] == 2.0
 
 
@@ -380,7 +398,7 @@ def test_sbs_prune_is_off_by_default_and_maps_to_the_search():
     pixels = 176 * 144 * 120
     assert EncodeOptions().sbs_prune is False
     for prune in (True, False):
-        (hook,) = dataclasses.replace(SBS, sbs_prune=prune).quantizer_hooks(pixels)
+        (hook,) = quantizer(dataclasses.replace(SBS, sbs_prune=prune), pixels).hooks()
         assert hook.config.prune is prune
     with pytest.raises(ValueError, match="--sbs-prune"):
         EncodeOptions(quant="sbs", sbs_prune="auto")
@@ -389,17 +407,20 @@ def test_sbs_prune_is_off_by_default_and_maps_to_the_search():
 def test_sbs_linear_rate_prices_bits_per_pixel():
     """--sbs-rate linear: λ per bpp (default 5); with a target the log term's start and cap convert at the target's
     bpp (λ·log R and λ'·bpp price a bit alike where λ' = λ / bpp)."""
-    from codec.encoder import SBS_LINEAR_LAMBDA, SBS_TARGET_MAX_LAMBDA, SBS_TARGET_START_LAMBDA
+    from compress.quantizers import SBS as SBSQuantizer
+
+    SBS_LINEAR_LAMBDA, SBS_TARGET_MAX_LAMBDA = SBSQuantizer.default_lambda, SBSQuantizer.target_max_lambda
+    SBS_TARGET_START_LAMBDA = SBSQuantizer.target_start_lambda
 
     pixels = 176 * 144 * 120
     linear = dataclasses.replace(SBS, lam=None, sbs_rate="linear")
-    (free,) = linear.quantizer_hooks(pixels)
+    (free,) = quantizer(linear, pixels).hooks()
     assert (free.term, free.unit, free.lam) == ("linear", 1.0 / pixels, SBS_LINEAR_LAMBDA)
-    (steered,) = dataclasses.replace(linear, target_bpp=0.04).quantizer_hooks(pixels)
+    (steered,) = quantizer(dataclasses.replace(linear, target_bpp=0.04), pixels).hooks()
     assert steered.lam == pytest.approx(SBS_TARGET_START_LAMBDA / 0.04)
     assert steered.lam_bounds[1] == pytest.approx(SBS_TARGET_MAX_LAMBDA["linear"] / 0.04)
     assert EncodeOptions().sbs_rate == "linear"
-    (log_term,) = dataclasses.replace(SBS, lam=None, sbs_rate="log").quantizer_hooks(pixels)
+    (log_term,) = quantizer(dataclasses.replace(SBS, lam=None, sbs_rate="log"), pixels).hooks()
     assert (log_term.term, log_term.unit, log_term.lam) == ("log", 1.0, 0.1)
     with pytest.raises(ValueError, match="--sbs-rate"):
         EncodeOptions(quant="sbs", sbs_rate="square")

@@ -16,7 +16,8 @@ from compress.entropy_quant import (
     set_mode_,
     symbol_bits,
 )
-from compress.entropy_rate import EntropyHook, steer
+from compress.entropy_rate import EntropyHook
+from compress.rate_control import steer
 from compress.hooks import HookContext
 from compress.quantize import load_dequantized_, quantize_, QuantConfig
 

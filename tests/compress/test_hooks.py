@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from codec.registry import Registry
+from common.registry import Registry
 from compress.hooks import PLUGINS, STAGES, HookContext, HookList, TrainingHook
 
 

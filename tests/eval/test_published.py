@@ -35,7 +35,7 @@ def test_shape_labels_and_published_average(name, count):
 
 def test_uvg_average_matches_design_numbers():
     bpp, psnr = average_curve(load_published("hinerv-uvg-new"))
-    # DESIGN.md §3: 0.0150→34.80, 0.0299→36.24, 0.0583→37.51, 0.1159→38.72, 0.2271→39.81 dB
+    # docs/design.md §3: 0.0150→34.80, 0.0299→36.24, 0.0583→37.51, 0.1159→38.72, 0.2271→39.81 dB
     assert bpp == pytest.approx([0.0150, 0.0299, 0.0583, 0.1159, 0.2271], abs=6e-5)
     assert psnr == pytest.approx([34.80, 36.24, 37.51, 38.72, 39.81], abs=6e-3)
 

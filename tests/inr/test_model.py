@@ -79,7 +79,7 @@ def test_frames_differ_over_time():
 
 
 def test_hinerv_s_reference_size():
-    """The UVG HiNeRV-S config reproduces the paper's size: 3.19 M params, 87.7 kMAC/pixel (DESIGN.md §3)."""
+    """The UVG HiNeRV-S config reproduces the paper's size: 3.19 M params, 87.7 kMAC/pixel (docs/design.md §3)."""
     cfg = HiNeRVConfig(frames=600, height=1080, width=1920, out_channels=3, strides=(5, 3, 2, 2),
                        channels=(280, 140, 70, 35), depths=(3, 3, 3, 1), expansions=(4, 4, 4, 1),
                        grid_frames=150, grid_channels=2, local_frames=600, local_channels=4)

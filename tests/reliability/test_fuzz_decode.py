@@ -32,7 +32,7 @@ from codec import bitstream_io
 from codec.bitstream_io import StreamInfo, read_bitstream, write_bitstream
 from codec.cli import main as cli
 from codec.video import VideoFormat
-from compress.quantize import QTensor
+from bitstream.tensors import QuantizedTensor
 from inr.config import MAX_PARAMETERS, HiNeRVConfig
 from inr.model import HiNeRV, count_parameters
 
@@ -56,7 +56,7 @@ MAY_NEED_DECODE_CHECK = pytest.mark.xfail(not HAS_DECODE_CHECK, strict=False,
 def test_seed_files_decode_and_describe():
     for data in SEEDS:
         video = ft.decode_file_bytes(data)
-        fmt, frames, config, _ = read_bitstream(data)
+        fmt, frames, config, *_ = read_bitstream(data)
         assert video is not None and video.format == fmt and video.num_frames == frames
 
 
@@ -86,7 +86,7 @@ SECTION_OPS = st.lists(st.tuples(st.sampled_from(["drop", "dup", "swap", "add", 
 @settings(PROFILE, max_examples=PROFILE.max_examples)
 @given(st.sampled_from(SEEDS), SECTION_OPS)
 def test_section_level_mutations(seed, ops):
-    """Sections dropped, repeated, swapped (a payload under another type), added (QUANT, TRAIN) or moved."""
+    """Sections dropped, repeated, swapped (a payload under another type), added (PLUGINS, or a retired id) or moved."""
     sections = [(s.type, s.payload) for s in read_container(seed) if s.type != SectionType.END]
     for op, i, j in ops:
         if not sections:
@@ -99,7 +99,7 @@ def test_section_level_mutations(seed, ops):
         elif op == "swap":
             sections[i], sections[j] = (sections[i][0], sections[j][1]), (sections[j][0], sections[i][1])
         elif op == "add":
-            sections.append((SectionType.QUANT if j % 2 else SectionType.TRAIN, sections[i][1][: j * 3]))
+            sections.append((SectionType.PLUGINS if j % 2 else 5, sections[i][1][: j * 3]))
         else:
             sections.insert(j, sections.pop(i))
     raw = bytearray(seed[:6])  # magic, version, flags
@@ -120,7 +120,7 @@ def _frame(type_id: int, payload: bytes) -> bytes:
 @NEEDS_DECODE_CHECK
 @pytest.mark.parametrize("change", [{"chroma": "444"}, {"chroma": "mono"}, {"width": 17}, {"height": 18}])
 def test_video_section_disagreeing_with_the_model_is_refused(change):
-    fmt, frames, config, tensors = read_bitstream(SEEDS[0])
+    fmt, frames, config, tensors, _ = read_bitstream(SEEDS[0])
     data = write_bitstream(dataclasses.replace(fmt, **change), frames, config, tensors)
     with pytest.raises(BitstreamError, match="MODEL section renders"):
         read_bitstream(data)
@@ -195,15 +195,15 @@ def _unchecked(cls, **values):
     return obj
 
 
-def _zero_tensors(config: HiNeRVConfig) -> list[QTensor]:
+def _zero_tensors(config: HiNeRVConfig) -> list[QuantizedTensor]:
     """Well-formed all-zero tensors for every parameter of ``config``'s model: they cost almost no bytes."""
     with torch.device("meta"):
         shapes = [tuple(p.shape) for p in HiNeRV(config).parameters()]
-    return [QTensor("", s, np.zeros(s, np.int32), np.zeros(1, np.float16), None, 6) for s in shapes]
+    return [QuantizedTensor("", s, np.zeros(s, np.int32), np.zeros(1, np.float16), None, 6) for s in shapes]
 
 
 def _hostile_files(tmp: Path) -> dict[str, Path]:
-    fmt, frames, config, tensors = read_bitstream(SEEDS[0])
+    fmt, frames, config, tensors, _ = read_bitstream(SEEDS[0])
     base = dataclasses.asdict(config) | {"strides": config.strides, "channels": config.channels,
                                          "depths": config.depths, "expansions": config.expansions}
     files = {}
@@ -279,7 +279,7 @@ def test_hostile_headers_are_refused_before_allocating(hostile_outcomes, case, m
 
 
 def test_config_bounds_the_parameter_count():
-    fmt, frames, config, _ = read_bitstream(SEEDS[0])
+    fmt, frames, config, *_ = read_bitstream(SEEDS[0])
     with pytest.raises(ValueError, match="over the limit"):
         dataclasses.replace(config, strides=(1,) * 8, channels=(4096,) * 8, depths=(64,) * 8,
                             expansions=(16,) * 8)
@@ -321,5 +321,5 @@ def test_video_format_fields_reach_validation():
 
 
 def test_seed_video_format_is_what_it_says():
-    fmt, frames, _, _ = read_bitstream(SEEDS[1])
+    fmt, frames, *_ = read_bitstream(SEEDS[1])
     assert fmt == VideoFormat(8, 6, 25, 1, "mono", 10, (0, 0), ("COLORRANGE=FULL",)) and frames == 3

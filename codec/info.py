@@ -1,0 +1,45 @@
+"""``hinerv info``: what a hinerv file holds and where its bytes go."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+
+import numpy as np
+
+from bitstream.info import describe
+from inr.model import count_parameters
+
+from .bitstream_io import read_bitstream, read_file_bytes
+from .decoder import model_on_meta
+
+
+def describe_file(path: str | os.PathLike) -> dict:
+    """Header, model, plugins and a byte breakdown of a hinerv file (for ``hinerv info``)."""
+    data = read_file_bytes(path)
+    parsed = read_bitstream(data)
+    fmt, frames, config = parsed.format, parsed.frames, parsed.config
+    model = model_on_meta(config, parsed.plugins, known_only=True)
+    names = [n for n, _ in model.named_parameters()]
+    layout = describe(data)
+    tensors = layout["tensors"]
+    for i, (t, q) in enumerate(zip(tensors, parsed.tensors)):
+        t["name"] = names[i] if i < len(names) else f"(plugin tensor {i - len(names)})"
+        t["zero_fraction"] = float(np.mean(np.asarray(q.symbols) == 0)) if t["numel"] else 0.0
+    totals = layout["tensor_totals"]
+    side, scales, payload = totals["bytes_side"], totals["bytes_scales"], totals["bytes_payload"]
+    total = len(data)
+    return {
+        "file": str(path), "bytes": total, "bpp": total * 8 / (fmt.width * fmt.height * frames),
+        "frames": frames, "video": asdict(fmt), "model": asdict(config),
+        "params": count_parameters(model), "base_size": [config.base_height, config.base_width],
+        "plugins": [{"name": p.name, "options": p.options, "coded": p.coded, "data_bytes": len(p.data)}
+                    for p in parsed.plugins],
+        "breakdown": {
+            "header": total - side - scales - payload,
+            "tensor side info": side,
+            "tensor scales": scales,
+            "tensor payload": payload,
+        },
+        "sections": {r["name"]: r["bytes"] for r in layout["sections"]},
+        "tensors": tensors,
+    }

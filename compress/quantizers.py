@@ -1,0 +1,258 @@
+"""The quantizers the encoder can use, one registry entry each (``--quant NAME``).
+
+An entry owns everything that differs between ways of quantizing: what entering each stage does to the model,
+the training hooks, the export of the coded tensors, the file's side bits its rate controller needs, the
+last-mile fit to a target size, and its defaults. The encoder holds no quantizer branch: it builds the entry
+``QUANTIZERS.get(name)(settings, coding)`` and calls it.
+
+* ``uniform``: magnitude pruning, then QAT at ``--bits`` everywhere (HiNeRV's pipeline).
+* ``sbs``: per-layer widths (and optionally pruning) searched with SBS in the prune stage, frozen after.
+* ``entropy``: learned steps and entropy models with the rate in the loss (NVRC-style), hard rounding in QAT.
+
+Measurements behind the defaults: ``docs/results.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar
+
+from torch import nn
+
+from bitstream.tensors import QuantizedTensor
+from common.registry import Registry
+from compress.entropy_quant import EntropyQuantConfig, export_entropy, hard_tensor_bits, rescale_steps_
+from compress.entropy_rate import EntropyHook
+from compress.hooks import TrainingHook
+from compress.prune import PruneConfig, prune_
+from compress.quantize import AxisFn, QuantConfig, export_quantized, quantize_
+from compress.rate_control import fit_to_size
+from compress.sbs import SBSConfig, export_sbs
+from compress.sbs_rate import RATE_TERMS, SBSHook, rescale_v_, tensor_bits
+
+__all__ = ["DEFAULT_QUANTIZER", "QUANTIZERS", "CodingContext", "QuantSettings", "Quantizer"]
+
+DEFAULT_QUANTIZER = "uniform"
+STEP_KINDS = ("tensor", "channel")
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    """What the user chose about quantization (``hinerv encode`` flags); each quantizer reads what it uses."""
+
+    bits: int = 6  # uniform: bits per weight; sbs: the width of tensors outside the search
+    prune: float = 0.15  # uniform: fraction of weights pruned by magnitude (0: no prune stage)
+    lam: float | None = None  # the rate weight λ; None: the quantizer's default
+    steps: str = "tensor"  # entropy: one learned step per 'tensor' or per 'channel'; sbs: one clipping range v so
+    sbs_rate: str = "linear"  # sbs: the rate term, 'linear' (λ·bpp) or 'log' (λ·log of the file's bits)
+    sbs_prune: bool = False  # sbs: learn pruning gates (the 0-bit choice) in the search
+
+    def __post_init__(self) -> None:
+        QuantConfig(bits=self.bits)
+        if not 0 <= self.prune < 1:
+            raise ValueError(f"--prune must be in [0, 1), got {self.prune}")
+        if self.lam is not None and not self.lam >= 0:
+            raise ValueError(f"--lambda must be >= 0, got {self.lam}")
+        if self.steps not in STEP_KINDS:
+            raise ValueError(f"--steps must be tensor or channel, got {self.steps!r}")
+        if self.sbs_rate not in RATE_TERMS:
+            raise ValueError(f"--sbs-rate must be one of {', '.join(RATE_TERMS)}, got {self.sbs_rate!r}")
+        if not isinstance(self.sbs_prune, bool):
+            raise ValueError(f"--sbs-prune must be a bool, got {self.sbs_prune!r}")
+
+
+# write(model, payload_bits=None) -> the file's bytes for the model as it is now. With payload_bits (one per
+# tensor the quantizer exports) the file is laid out with stand-in payloads of those sizes: the exact size of
+# every other byte, for a rate estimate (codec.bitstream_io.estimated_file_bytes).
+FileWriter = Callable[[nn.Module, "list[float] | None"], bytes]
+
+
+@dataclass
+class CodingContext:
+    """What a quantizer needs to know of the encode: the clip's size, the target, the model's channel axes, and
+    how to lay out the file."""
+
+    pixels: int  # luma pixels of the clip (width × height × frames): bits / pixels is bpp
+    target_bits: float | None  # the requested file size, or None
+    axis_fn: AxisFn  # per-channel scales where they are cheap (inr.model.quant_axis)
+    write: FileWriter
+
+
+class Quantizer:
+    """One way of quantizing: subclasses set ``default_lambda`` and override what differs."""
+
+    name: ClassVar[str]
+    default_lambda: ClassVar[float] = 0.0  # λ when --lambda is not given
+    target_bits_per_param: ClassVar[float] = 3.5  # --preset auto with a target: a budget of this many bits each
+
+    def __init__(self, settings: QuantSettings, coding: CodingContext) -> None:
+        self.settings, self.coding = settings, coding
+
+    @property
+    def lam(self) -> float:
+        return self.default_lambda if self.settings.lam is None else self.settings.lam
+
+    def bits_per_param(self) -> float:
+        """Bits per parameter the coded file spends about: ``--preset auto`` sizes the model for a target so."""
+        return self.target_bits_per_param
+
+    def prune_stage(self) -> bool:
+        """Whether the prune stage has anything to do (else it runs no epochs)."""
+        return True
+
+    def hooks(self) -> list[TrainingHook]:
+        """The hooks that quantize during training (built once per encode; their state is checkpointed)."""
+        return []
+
+    def export(self, model: nn.Module) -> list[QuantizedTensor]:
+        """The quantized tensors to code, in ``model.named_parameters()`` order."""
+        raise NotImplementedError
+
+    def side_bits(self, model: nn.Module) -> float:
+        """The file's bits besides the symbols' estimated payloads (for the rate controllers)."""
+        return 0.0
+
+    def estimated_bytes(self, model: nn.Module) -> int | None:
+        """The file size rate-aware training estimates for the current weights, or None."""
+        return None
+
+    def fit_to_target(self, model: nn.Module, log: Callable[[str], None]) -> None:
+        """After training: bring the file to the target (if any) as far as this quantizer can."""
+
+    def _file_bytes(self, model: nn.Module) -> int:
+        return len(self.coding.write(model, None))
+
+
+QUANTIZERS: Registry[type[Quantizer]] = Registry("quantizer")
+
+
+class PruneThenQuantize(TrainingHook):
+    """What the uniform quantizer does on entering a stage: prune before the fine-tune, fake-quantize before QAT."""
+
+    def __init__(self, prune: float, bits: int, axis_fn: AxisFn) -> None:
+        self.prune, self.bits, self.axis_fn = prune, bits, axis_fn
+
+    def transform_model(self, stage: str, model: nn.Module) -> nn.Module:
+        if stage == "prune" and self.prune > 0:
+            prune_(model, PruneConfig(ratio=self.prune))
+        elif stage == "qat":
+            quantize_(model, QuantConfig(bits=self.bits), axis_fn=self.axis_fn)
+        return model
+
+
+@QUANTIZERS.register("uniform")
+class Uniform(Quantizer):
+    """--bits everywhere: magnitude pruning, then quantization-aware training."""
+
+    # ~0.96 x --bits bits per parameter land in the file, side information included: a target picks the size
+    coded_fraction: ClassVar[float] = 0.96
+
+    def bits_per_param(self) -> float:
+        return self.coded_fraction * self.settings.bits
+
+    def prune_stage(self) -> bool:
+        return self.settings.prune > 0
+
+    def hooks(self) -> list[TrainingHook]:
+        return [PruneThenQuantize(self.settings.prune, self.settings.bits, self.coding.axis_fn)]
+
+    def export(self, model: nn.Module) -> list[QuantizedTensor]:
+        return export_quantized(model, QuantConfig(bits=self.settings.bits), axis_fn=self.coding.axis_fn)
+
+    def fit_to_target(self, model: nn.Module, log: Callable[[str], None]) -> None:
+        if self.coding.target_bits is not None:
+            log(f"target {self.coding.target_bits / 8:,.0f} bytes: uniform quantization only picks the model size "
+                f"for it (with --preset auto); --quant entropy meets it within 2%, sbs from above")
+
+
+def _last_mile(model: nn.Module, target_bits: float, size: Callable[[nn.Module], int],
+               rescale: Callable[[nn.Module, float], None], grow: bool, log: Callable[[str], None]) -> tuple[float, int]:
+    """Scale every step by one factor to land on the target; say so, and say when training missed it by far."""
+    factor, size_now = fit_to_size(model, size, target_bits / 8, rescale, grow=grow)
+    log(f"target {target_bits / 8:,.0f} bytes: steps scaled by {factor:.3f} -> {size_now:,} bytes")
+    if not 0.5 <= factor <= 2:
+        log(f"note: training missed the target by far; a {'smaller' if factor > 1 else 'larger'} --preset "
+            f"would meet it with better quality")
+    return factor, size_now
+
+
+@QUANTIZERS.register("sbs")
+class SBS(Quantizer):
+    """Per-layer widths searched (SBS) in the prune stage, frozen for QAT; optionally pruning gates."""
+
+    default_lambda = 5.0  # --sbs-rate linear: per bpp, as --quant entropy
+    log_lambda: ClassVar[float] = 0.1  # --sbs-rate log: of log(bits)
+    target_start_lambda: ClassVar[float] = 1e-3  # with a target and no --lambda: where the controller starts
+    target_max_lambda: ClassVar[dict[str, float]] = {"log": 0.3, "linear": 3.0}  # the most it may raise λ to,
+    #                                                  in the log term's units (linear: converted at the target)
+
+    @property
+    def lam(self) -> float:
+        if self.settings.lam is not None:
+            return self.settings.lam
+        return self.log_lambda if self.settings.sbs_rate == "log" else self.default_lambda
+
+    def config(self) -> SBSConfig:
+        return SBSConfig(v_per_channel=self.settings.steps == "channel", prune=self.settings.sbs_prune)
+
+    def hooks(self) -> list[TrainingHook]:
+        config, s, pixels = self.config(), self.settings, self.coding.pixels
+        coded = config.rate == "coded"
+        target = self.coding.target_bits
+        # λ·log(R + S) and λ·bpp price a bit alike where λ_linear = λ_log / bpp: the target's bpp converts
+        # the controller's start and cap
+        per_log = 1.0 if s.sbs_rate == "log" or target is None else pixels / target
+        # a target starts λ low and lets the controller raise it: a search that starts at a high λ closes
+        # gates and prunes tensors early, and lands far below the target
+        lam = self.target_start_lambda * per_log if target is not None and s.lam is None else self.lam
+        return [SBSHook(config, lam=lam, stage="prune", target_bits=target,
+                        lam_bounds=(1e-6, max(lam, self.target_max_lambda[s.sbs_rate] * per_log)),
+                        axis_fn=self.coding.axis_fn, rate_after="qat" if coded else None,
+                        side_bits=self.side_bits if coded else None, term=s.sbs_rate,
+                        unit=1.0 / pixels if s.sbs_rate == "linear" else 1.0)]
+
+    def export(self, model: nn.Module) -> list[QuantizedTensor]:
+        return export_sbs(model, fallback=QuantConfig(bits=self.settings.bits), axis_fn=self.coding.axis_fn)
+
+    def side_bits(self, model: nn.Module) -> float:
+        # the coder fits its own models: code the file, keep what the estimate lacks
+        return 8.0 * self._file_bytes(model) - sum(tensor_bits(model))
+
+    def fit_to_target(self, model: nn.Module, log: Callable[[str], None]) -> None:
+        target = self.coding.target_bits
+        if target is None:
+            return
+        # only shrinks: finer steps at the searched widths clip, and measured files got smaller, not larger
+        factor, size = _last_mile(model, target, self._file_bytes, rescale_v_, False, log)
+        if 0.5 <= factor <= 2 and size < 0.98 * target / 8:
+            log(f"note: the file ends {100 * (1 - 8 * size / target):.0f}% under the target: the SBS search chose "
+                f"narrower widths (or pruned more) than the target allows to grow back; a larger --preset or "
+                f"--quant entropy would spend it")
+
+
+@QUANTIZERS.register("entropy")
+class Entropy(Quantizer):
+    """Learned steps and entropy models with the rate in the loss (prune stage), hard rounding in QAT."""
+
+    default_lambda = 5.0  # per bpp
+
+    def hooks(self) -> list[TrainingHook]:
+        # the rate term zeroes weights, so the prune stage prunes nothing by magnitude: it trains the rate
+        return [EntropyHook(self.coding.pixels, lam=self.lam, attach_stage="prune", ste_stage="qat",
+                            target_bits=self.coding.target_bits, side_bits=self.side_bits,
+                            axis_fn=self.coding.axis_fn,
+                            config=EntropyQuantConfig(per_channel=self.settings.steps == "channel"))]
+
+    def export(self, model: nn.Module) -> list[QuantizedTensor]:
+        return export_entropy(model)
+
+    def side_bits(self, model: nn.Module) -> float:
+        bits = hard_tensor_bits(model)
+        return 8.0 * len(self.coding.write(model, bits)) - sum(bits)
+
+    def estimated_bytes(self, model: nn.Module) -> int | None:
+        return len(self.coding.write(model, hard_tensor_bits(model)))
+
+    def fit_to_target(self, model: nn.Module, log: Callable[[str], None]) -> None:
+        if self.coding.target_bits is not None:
+            _last_mile(model, self.coding.target_bits, self._file_bytes, rescale_steps_, True, log)
+
