@@ -98,47 +98,36 @@ def test_kernel_choice_is_validated_and_not_part_of_the_resume_fingerprint():
         EncodeOptions(kernels="cuda-magic")
 
 
-class Interrupt(TrainingHook):
-    """Stops the encode once, part-way through a stage, as a kill would."""
-
-    def __init__(self, stage: str, step: int) -> None:
-        self.stage, self.step = stage, step
-
-    def on_step_end(self, step, model, ctx):
-        if ctx.stage == self.stage and step == self.step:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("stage,step", [("train", 9), ("qat", 4)])
-def test_resume_finishes_with_identical_bytes(clip, encoded, tmp_path, stage, step):
+def test_resume_finishes_with_identical_bytes(clip, encoded, tmp_path, stage, step, interrupt):
     reference, _ = encoded
     out = tmp_path / "resumed.bin"
     quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
     with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, FAST, observers=[Interrupt(stage, step)], **quiet)
+        encode(clip, out, FAST, observers=[interrupt(stage, step)], **quiet)
     assert checkpoint_path(out).exists() and not out.exists()
     encode(clip, out, FAST, resume=True, **quiet)
     assert out.read_bytes() == reference.read_bytes()
 
 
-def test_resume_may_change_the_kernel_choice(clip, encoded, tmp_path):
+def test_resume_may_change_the_kernel_choice(clip, encoded, tmp_path, interrupt):
     """The kernels are how, not what, to compute: a checkpoint made with 'torch' resumes under 'auto' (on a CPU
     the same ops, so the same bytes as an uninterrupted encode)."""
     reference, _ = encoded
     out = tmp_path / "resumed.bin"
     quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
     with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, dataclasses.replace(FAST, kernels="torch"), observers=[Interrupt("train", 5)],
+        encode(clip, out, dataclasses.replace(FAST, kernels="torch"), observers=[interrupt("train", 5)],
                **quiet)
     encode(clip, out, FAST, resume=True, **quiet)
     assert out.read_bytes() == reference.read_bytes()
 
 
-def test_resume_refuses_a_foreign_checkpoint(clip, tmp_path):
+def test_resume_refuses_a_foreign_checkpoint(clip, tmp_path, interrupt):
     out = tmp_path / "x.bin"
     quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
     with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, FAST, observers=[Interrupt("train", 3)], **quiet)
+        encode(clip, out, FAST, observers=[interrupt("train", 3)], **quiet)
     other = EncodeOptions(preset="s", epochs=5, prune_epochs=2, qat_epochs=2)
     with pytest.raises(ValueError, match="another input or other options"):
         encode(clip, out, other, resume=True, **quiet)
@@ -269,12 +258,12 @@ def test_sbs_meets_a_target_size(clip, tmp_path):
     assert any(line.startswith(f"target {target:,} bytes: steps scaled by") for line in lines)
 
 
-def test_sbs_resume_gives_identical_bytes(clip, tmp_path):
+def test_sbs_resume_gives_identical_bytes(clip, tmp_path, interrupt):
     quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
     ref, out = tmp_path / "ref.bin", tmp_path / "resumed.bin"
     encode(clip, ref, SBS, **quiet)
     with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, SBS, observers=[Interrupt("prune", 4)], **quiet)
+        encode(clip, out, SBS, observers=[interrupt("prune", 4)], **quiet)
     encode(clip, out, SBS, resume=True, **quiet)
     assert out.read_bytes() == ref.read_bytes()
 
@@ -338,12 +327,12 @@ def test_entropy_meets_a_target_size(clip, entropy_encoded, tmp_path):
     assert report.bytes == pytest.approx(target, rel=0.05)
 
 
-def test_entropy_resume_gives_identical_bytes(clip, entropy_encoded, tmp_path):
+def test_entropy_resume_gives_identical_bytes(clip, entropy_encoded, tmp_path, interrupt):
     reference, _, _ = entropy_encoded
     out = tmp_path / "resumed.bin"
     quiet = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
     with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, ENTROPY, observers=[Interrupt("qat", 8)], **quiet)
+        encode(clip, out, ENTROPY, observers=[interrupt("qat", 8)], **quiet)
     encode(clip, out, ENTROPY, resume=True, **quiet)
     assert out.read_bytes() == reference.read_bytes()
 

@@ -22,7 +22,7 @@ from codec.clips import make_clip
 from codec.decoder import build_model, decode_file
 from codec.encoder import EncodeOptions, encode
 from codec.y4m import read_y4m
-from compress.hooks import PLUGINS, Plugin, TrainingHook
+from compress.hooks import PLUGINS, Plugin
 from eval.metrics import evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,25 +117,14 @@ def test_plugin_options_are_canonical_and_in_the_fingerprint():
         EncodeOptions(plugins="l1")
 
 
-class Interrupt(TrainingHook):
-    """Stops the encode once, part-way through a stage, as a kill would."""
-
-    def __init__(self, stage: str, step: int) -> None:
-        self.stage, self.step = stage, step
-
-    def on_step_end(self, step, model, ctx):
-        if ctx.stage == self.stage and step == self.step:
-            raise KeyboardInterrupt
-
-
-def test_plugin_encode_resumes_to_the_same_bytes(clip, tmp_path):
+def test_plugin_encode_resumes_to_the_same_bytes(clip, tmp_path, interrupt):
     ref, out = tmp_path / "ref.bin", tmp_path / "resumed.bin"
     encode(clip, ref, L1, **QUIET)
     plain = tmp_path / "plain.bin"
     encode(clip, plain, FAST, **QUIET)
     assert ref.read_bytes() != plain.read_bytes()  # the plugin changed the result
     with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, L1, observers=[Interrupt("train", 7)], **QUIET)
+        encode(clip, out, L1, observers=[interrupt("train", 7)], **QUIET)
     assert checkpoint_path(out).exists()
     with pytest.raises(ValueError, match="another input or other options"):  # a plugin's options are in it
         encode(clip, out, dataclasses.replace(L1, plugins=("l1:weight=2e-6",)), resume=True, **QUIET)

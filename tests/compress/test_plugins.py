@@ -56,7 +56,7 @@ def test_l1_adds_its_penalty_in_the_stages_it_names() -> None:
     weights = sum(float(m.weight.detach().abs().sum()) for m in model)
     l1 = build_plugin("l1:weight=0.5")
     term = l1.extra_loss(model, None, None, HookContext("train"))
-    assert float(term) == pytest.approx(0.5 * weights)  # weights only, not biases
+    assert float(term.detach()) == pytest.approx(0.5 * weights)  # weights only, not biases
     assert l1.extra_loss(model, None, None, HookContext("qat")) is None
     assert build_plugin("l1:weight=0.5,stages=all").extra_loss(model, None, None, HookContext("qat")) is not None
     assert build_plugin("l1:weight=0").extra_loss(model, None, None, HookContext("train")) is None
