@@ -40,7 +40,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     a("--epochs", type=int, help="hinerv training epochs (default: the encoder's)")
     a("--bits", type=int, help="hinerv bits per quantized weight (default: the encoder's)")
     a("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
-      help="any other EncodeOptions field for every hinerv point, e.g. -o qat_epochs=1 -o loss=mse")
+      help="any other EncodeOptions field for every hinerv point, e.g. -o qat_epochs=1 -o loss=mse; "
+           "-o plugins=NAME[:key=value,...] adds a plugin (repeatable)")
     a("--name", default="hinerv", help="curve name of the hinerv points (default hinerv)")
     a("--frames", type=int, help="first N frames of each sequence")
     a("--downscale", type=int, help="shrink each sequence by this integer factor first (area average)")
@@ -48,6 +49,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     a("--qps", action="append", default=[], metavar="[CODEC=]QP,QP,...",
       help="anchor QPs: for every anchor, or CODEC=... for one (repeatable); default each anchor's ladder")
     a("--jobs", type=int, default=1, help="worker processes (default 1); torch threads each = cores // jobs")
+    a("--backend", choices=("local", "ray"), default="local",
+      help="local: --jobs processes on this machine; ray: each point a Ray task (pip install 'hinerv[cluster]')")
+    a("--address", help="ray: the cluster to join (e.g. auto, HOST:6379); default a Ray instance on this machine")
+    a("--cpus-per-point", type=float, default=None, help="ray: CPUs per point (default 1); its torch threads")
+    a("--gpus-per-point", type=float, default=None, help="ray: GPUs per point (default 0; 1 for GPU training)")
     a("--min-points", type=int, help="BD-rate: fewest points per curve (default 4, as eval.bdrate)")
     a("--no-progress", action="store_true", help="no progress bar")
 
@@ -77,6 +83,9 @@ def encode_options(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or key not in fields or key in ("preset", "params", "frames"):
             allowed = ", ".join(k for k in fields if k not in ("preset", "params", "frames"))
             raise ValueError(f"-o {item!r}: expected KEY=VALUE with KEY one of {allowed}")
+        if key == "plugins":  # repeatable: -o plugins=l1:weight=1e-6 -o plugins=...
+            opts["plugins"] = (*opts.get("plugins", ()), value.strip())
+            continue
         try:
             opts[key] = _convert(fields[key], value.strip(), hints)
         except ValueError:
@@ -108,6 +117,24 @@ def anchor_ladders(anchors: str, qps: Sequence[str]) -> dict[str, list[int]]:
     return {n: own.get(n) or common or list(get_anchor(n).default_qps) for n in names}
 
 
+def ray_options(args: argparse.Namespace):
+    """RayOptions from --backend ray and its options (None for the local backend, which takes none of them)."""
+    ray_only = {"--address": args.address, "--cpus-per-point": args.cpus_per_point,
+                "--gpus-per-point": args.gpus_per_point}
+    if args.backend != "ray":
+        given = [k for k, v in ray_only.items() if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} only apply with --backend ray")
+        return None
+    from eval.cluster import RayOptions, require_ray
+
+    if args.jobs != 1:
+        raise ValueError("--jobs is for --backend local; with ray, --cpus-per-point and the cluster's size decide")
+    require_ray()  # says how to install it before any work
+    return RayOptions(address=args.address, cpus_per_point=1.0 if args.cpus_per_point is None else args.cpus_per_point,
+                      gpus_per_point=args.gpus_per_point or 0.0)
+
+
 def sweep_from_args(args: argparse.Namespace, sequences: Callable[[], list], *, published: Sequence[str] = (),
                     title: str = "") -> int:
     """Run a sweep from parsed arguments; ``sequences()`` builds the inputs (may raise for missing files)."""
@@ -119,6 +146,7 @@ def sweep_from_args(args: argparse.Namespace, sequences: Callable[[], list], *, 
     anchors = anchor_ladders(args.anchors, args.qps)
     if args.jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+    ray = ray_options(args)
     if args.frames is not None and args.frames < 1:
         raise ValueError(f"--frames must be at least 1, got {args.frames}")
     if args.downscale is not None and args.downscale < 1:
@@ -131,7 +159,7 @@ def sweep_from_args(args: argparse.Namespace, sequences: Callable[[], list], *, 
         print(f"note: {len(hinerv)} hinerv point(s): BD-rates need {min_points} per curve and will read n/a "
               f"(add presets, e.g. --presets xxs,xs,s,m, or --params)", file=sys.stderr)
     summary = run_sweep(seqs, args.out, hinerv, anchors, workers=args.jobs, name=args.name, published=published,
-                        title=title, progress=not args.no_progress, min_points=args.min_points)
+                        title=title, progress=not args.no_progress, min_points=args.min_points, ray=ray)
     out = summary.outputs
     print(f"{len(summary.computed)} point(s) computed, {len(summary.skipped)} already done, "
           f"{len(summary.failed)} failed in {out.get('seconds', 0):.0f} s -> {args.out}")

@@ -9,7 +9,8 @@ A job whose record exists is skipped, so an interrupted sweep resumes where it s
 point continues from its checkpoint (``encode(..., resume=True)``). A record also stores the job's settings
 (source file, frames, downscale, every encode option or the QP): rerunning into the same OUT with other settings
 is refused rather than mixing results. ``workers > 1`` runs jobs in that many spawned processes with
-``max(1, cores // workers)`` torch threads each. Then :func:`aggregate` writes::
+``max(1, cores // workers)`` torch threads each; ``ray=RayOptions(...)`` runs each job as a task on a Ray cluster
+(``eval.cluster``), the records written by this process. Then :func:`aggregate` writes::
 
     OUT/results/<sequence>/<codec>.json   CompressAI layout, one per codec per sequence
     OUT/results/average/<codec>.json      the same averaged per rate point over the sequences
@@ -220,6 +221,20 @@ def _json_safe(v: Any) -> Any:
 
 def run_job(job: Job) -> dict[str, Any]:
     """Compute one point and write its record atomically; returns the record."""
+    record = compute_record(job)
+    write_record(job, record)
+    return record
+
+
+def write_record(job: Job, record: Mapping[str, Any]) -> None:
+    """The point's record, written atomically where ``finished`` looks for it."""
+    job.path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(job.path, (json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n").encode())
+
+
+def compute_record(job: Job) -> dict[str, Any]:
+    """Compute one point (a hinerv encode, measured on its decoded file, or an anchor) and return its record;
+    the bitstream, log and checkpoint of a hinerv point go beside where the record will be."""
     job.path.parent.mkdir(parents=True, exist_ok=True)
     record: dict[str, Any] = {"sequence": job.sequence.name, "codec": job.codec, "point": job.point,
                               "kind": job.kind, "config": job.config()}
@@ -256,8 +271,7 @@ def run_job(job: Job) -> dict[str, Any]:
     record.update(quality)
     dec = record["decoding_time"]
     record["decode_fps"] = record["frames"] / dec if dec else None
-    atomic_write_bytes(job.path, (json.dumps(_json_safe(record), indent=2, allow_nan=False) + "\n").encode())
-    return record
+    return _json_safe(record)
 
 
 def _init_worker(threads: int) -> None:
@@ -282,11 +296,13 @@ class SweepSummary:
 
 
 def run_jobs(jobs: Sequence[Job], workers: int = 1, progress: bool = True,
-             runner: Callable[[Job], Any] = run_job, log: Callable[[str], None] | None = None) -> SweepSummary:
+             runner: Callable[[Job], Any] = run_job, log: Callable[[str], None] | None = None,
+             ray: Any = None, compute: Callable[[Job], dict] = compute_record) -> SweepSummary:
     """Run the unfinished jobs (``workers`` processes when > 1), with a progress bar over the whole sweep.
 
     A failed job is reported (``summary.failed``) and the others go on. ``runner`` must be picklable (a
-    module-level function) when ``workers > 1``.
+    module-level function) when ``workers > 1``. ``ray`` (``eval.cluster.RayOptions``): each job is a Ray task
+    running ``compute`` instead, and this process writes the records (``workers`` and ``runner`` unused).
     """
     from tqdm import tqdm
 
@@ -307,8 +323,21 @@ def run_jobs(jobs: Sequence[Job], workers: int = 1, progress: bool = True,
         bar.set_postfix_str(job.label, refresh=False)
         bar.update(1)
 
+    def landed(job: Job, record: dict | None, error: BaseException | None) -> None:
+        if error is None:
+            try:
+                write_record(job, record)
+            except OSError as e:
+                error = e
+        done(job, error)
+
     try:
-        if workers <= 1 or len(todo) <= 1:
+        if ray is not None:
+            from eval.cluster import run_on_ray
+
+            if todo:  # nothing to do: no cluster to join
+                run_on_ray(todo, compute, ray, landed)
+        elif workers <= 1 or len(todo) <= 1:
             for job in todo:
                 try:
                     runner(job)
@@ -503,7 +532,8 @@ def aggregate(jobs: Sequence[Job], anchors: Sequence[str], published: Sequence[s
 def run_sweep(sequences: Sequence[SequenceInput], out: str | os.PathLike, hinerv: Sequence[tuple[str, dict]],
               anchors: Mapping[str, Sequence[int]], *, workers: int = 1, name: str = "hinerv",
               published: Sequence[str] = (), title: str = "", progress: bool = True,
-              min_points: int | None = None, runner: Callable[[Job], Any] = run_job) -> SweepSummary:
+              min_points: int | None = None, runner: Callable[[Job], Any] = run_job,
+              ray: Any = None) -> SweepSummary:
     """Plan, run (resumably) and aggregate a sweep; see the module docstring for the layout of ``out``."""
     from eval.anchors import get_anchor
 
@@ -512,7 +542,7 @@ def run_sweep(sequences: Sequence[SequenceInput], out: str | os.PathLike, hinerv
     anchors = {get_anchor(c).name: list(q) for c, q in anchors.items()}
     jobs = plan(sequences, out, hinerv, anchors, name)
     t0 = time.monotonic()
-    summary = run_jobs(jobs, workers, progress, runner)
+    summary = run_jobs(jobs, workers, progress, runner, ray=ray)
     order = sorted(anchors, key=lambda a: a != "x265")  # x265 first, the others as given
     summary.outputs = aggregate(jobs, order, published, title, min_points)
     summary.outputs["seconds"] = time.monotonic() - t0
@@ -520,5 +550,6 @@ def run_sweep(sequences: Sequence[SequenceInput], out: str | os.PathLike, hinerv
 
 
 __all__ = ["AVERAGE", "BD_METRICS", "Job", "SequenceInput", "SweepError", "SweepSummary", "aggregate",
-           "average_records", "bd_rows", "carphone_input", "clip_input", "curve", "dataset_input", "finished", "hinerv_points",
-           "load_records", "plan", "points_table", "run_job", "run_jobs", "run_sweep"]
+           "average_records", "bd_rows", "carphone_input", "clip_input", "compute_record", "curve", "dataset_input",
+           "finished", "hinerv_points", "load_records", "plan", "points_table", "run_job", "run_jobs", "run_sweep",
+           "write_record"]

@@ -223,3 +223,14 @@ def test_dataset_cli_lists_missing_files(tmp_path, capsys):
     assert "Beauty_1920x1080_120fps_420_8bit_YUV.yuv" in err and "Jockey" in err
     assert uvg_cli.main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--sequences", "Nope"]) == 2
     assert "no sequence 'Nope'" in capsys.readouterr().err
+
+
+def test_plugins_reach_every_point_through_repeated_o():
+    import argparse
+
+    args = argparse.Namespace(option=["plugins=l1:weight=1e-6", "plugins=l1:stages=all", "loss=mse"], epochs=None,
+                              bits=None)
+    opts = rd_cli.encode_options(args)
+    assert opts["plugins"] == ("l1:weight=1e-6", "l1:stages=all") and opts["loss"] == "mse"
+    ((_, settings),) = sweep.hinerv_points(["xxs"], **opts)
+    assert settings["plugins"] == ("l1:weight=1e-06,stages=train", "l1:weight=1e-06,stages=all")
