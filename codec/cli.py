@@ -221,7 +221,7 @@ def plugins(as_json) -> None:
     for p in listing["plugins"]:
         lines.append(f"  {p['name']:<12} {p['doc']}" + ("  [the decoder needs it]" if p["coded"] else ""))
         for o in p["options"]:
-            lines.append(f"      {o['name']}={o['default']:<10} ({o['type']}) {o['help']}")
+            lines.append(f"      {o['name'] + '=' + o['default']:<22} {'(' + o['type'] + ')':<23} {o['help']}")
     lines += ["", "quantizers (hinerv encode --quant NAME):"]
     lines += [f"  {q['name']:<12} {q['doc']}" for q in listing["quantizers"]]
     click.echo("\n".join(lines))
@@ -239,6 +239,7 @@ def format_info(desc: dict) -> str:
         f"            grid {m['grid_frames']}x{desc['base_size'][0]}x{desc['base_size'][1]}x{m['grid_channels']}, "
         f"local grids {m['local_frames']} frames x C_loc {m['local_channels']}",
         "bytes       " + ", ".join(f"{k} {v:,}" for k, v in desc["breakdown"].items()),
+        f"compute     {desc['macs_per_pixel']:,.0f} MACs per pixel to render a frame",
         *[f"plugin      {p['options']}" + (f" ({p['data_bytes']:,} bytes of decode data)" if p["coded"] else "")
           for p in desc.get("plugins", [])],
         "",

@@ -145,6 +145,7 @@ class EncodeResult:
     encode_seconds: float
     options: dict[str, Any]
     estimated_bytes: int | None = None  # the file size rate-aware training estimated for these weights
+    plugins: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # each plugin's summary
 
     @property
     def bpp(self) -> float:
@@ -206,12 +207,15 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         return write_bitstream(fmt, video.num_frames, config, tensors,
                                None if payload_bits is None else [stand_in.get(id(t)) for t in tensors], records)
 
+    claimed = HookList(plugins).claims if plugins else None  # tensors a plugin codes itself
     quantizer = QUANTIZERS.get(options.quant)(
-        options.quant_settings(), CodingContext(pixels, options.target_bits(pixels), quant_axis, file_bytes))
+        options.quant_settings(), CodingContext(pixels, options.target_bits(pixels), quant_axis, file_bytes, claimed))
     preset, budget = resolve_model_size(options, pixels, quantizer.bits_per_param())
     config = build_config(*layout.grid_size, video.num_frames, layout.channels, preset if budget is None else "s",
                           budget)
-    hooks = HookList(quantizer.hooks() + plugins)  # what shapes the result: checkpointed, fingerprinted
+    # what shapes the result (checkpointed, fingerprinted); plugins first: a plugin that reshapes the model at a
+    # stage (low-rank factors) does so before the quantizer attaches to what is there
+    hooks = HookList(plugins + quantizer.hooks())
     torch.manual_seed(options.seed)
     resolve_kernels(options.kernels, device)  # refuses 'triton' where it cannot run, before any training
     model = HiNeRV(config).to(device)  # initialised on the CPU: the same weights on every device and rank
@@ -243,4 +247,4 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         width=fmt.width, height=fmt.height, params=params,
         macs_per_pixel=macs_per_pixel(config) * config.height * config.width / (fmt.width * fmt.height),
         encode_seconds=elapsed_before + time.monotonic() - start, options=dataclasses.asdict(options),
-        estimated_bytes=estimate)
+        estimated_bytes=estimate, plugins={spec.canonical(): p.summary(model) for spec, p in zip(specs, plugins)})

@@ -5,6 +5,8 @@ import os
 from dataclasses import asdict
 
 import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from bitstream.info import describe
 from inr.model import count_parameters
@@ -34,6 +36,7 @@ def describe_file(path: str | os.PathLike) -> dict:
         "params": count_parameters(model), "base_size": [config.base_height, config.base_width],
         "plugins": [{"name": p.name, "options": p.options, "coded": p.coded, "data_bytes": len(p.data)}
                     for p in parsed.plugins],
+        "macs_per_pixel": measured_macs_per_pixel(model, fmt),
         "breakdown": {
             "header": total - side - scales - payload,
             "tensor side info": side,
@@ -43,3 +46,11 @@ def describe_file(path: str | os.PathLike) -> dict:
         "sections": {r["name"]: r["bytes"] for r in layout["sections"]},
         "tensors": tensors,
     }
+
+
+def measured_macs_per_pixel(model: torch.nn.Module, fmt) -> float:
+    """Multiply-accumulates per luma pixel to render one frame of the model as the file rebuilds it (plugins'
+    modules included), counted by running it on the meta device: nothing is computed or allocated."""
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, dtype=torch.long, device="meta"))
+    return counter.get_total_flops() / 2 / (fmt.width * fmt.height)

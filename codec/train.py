@@ -225,10 +225,10 @@ def run_stages(model: nn.Module, data: TrainingData, stages: list[StageSpec], co
     first_stage, first_epoch, opt_state, elapsed_before = 0, 0, None, 0.0
     if resume and checkpointer is not None and (saved := checkpointer.load()) is not None:
         first_stage, first_epoch, opt_state, elapsed_before = saved.stage, saved.epoch, saved.optimizer, saved.elapsed
+        hooks.load_state_dict(saved.hooks)  # first: a hook may rebuild the model from its state (e.g. its ranks)
         for k in range(first_stage + 1):
             model = every.transform_model(stages[k].name, model)
         model.load_state_dict(saved.model)
-        hooks.load_state_dict(saved.hooks)
         log(f"resuming at stage '{stages[first_stage].name}', epoch {first_epoch}/{stages[first_stage].epochs}")
     for k in range(first_stage, len(stages)):
         spec = stages[k]

@@ -18,7 +18,8 @@ decode events when it reads one::
             optimizer.step()
             hooks.on_step_end(step, model, ctx)
         hooks.on_stage_end(stage, model, ctx)
-    tensors = hooks.on_export(model, quantizer_tensors)      # encoder: what the file codes
+    tensors = hooks.on_export(model, quantizer_tensors)      # encoder: what the file codes (the quantizer exports
+                                                              # all but the tensors a hook claims())
     data = plugin.export_data(model)                          # encoder: the plugin's record in the file
     decoder: plugin.load_data(data); model = plugin.rebuild(model); tensors = plugin.decode_tensors(model, tensors)
 
@@ -96,9 +97,14 @@ class TrainingHook:
     def on_stage_end(self, stage: str, model: nn.Module, ctx: HookContext) -> None:
         """Called once at the end of ``stage``."""
 
+    def claims(self, name: str, param: torch.Tensor) -> bool:
+        """Whether this hook quantizes and codes the tensor ``name`` itself (the quantizer then leaves it alone:
+        it neither prunes, quantizes nor exports it; the hook's ``on_export`` adds it to the file)."""
+        return False
+
     def on_export(self, model: nn.Module, tensors: list[QuantizedTensor]) -> list[QuantizedTensor]:
-        """The tensors the file codes, given those before this hook; a hook may add or replace some (names say
-        which is which); ``decode_tensors`` must undo it. Called every time the encoder lays the file out."""
+        """The tensors the file codes, given those before this hook (named, in model order); a hook may add or
+        replace some; ``decode_tensors`` must undo it. Called every time the encoder lays the file out."""
         return tensors
 
     def state_dict(self) -> dict[str, Any]:
@@ -145,8 +151,13 @@ class Plugin(TrainingHook):
         return model
 
     def decode_tensors(self, model: nn.Module, tensors: list[QuantizedTensor]) -> list[QuantizedTensor]:
-        """Decoder side: undo ``on_export`` (the tensors in the order ``rebuild``'s model names them)."""
+        """Decoder side: undo ``on_export`` (the file keeps the tensors' order, not their names: the result must
+        follow ``rebuild``'s model's ``named_parameters()``)."""
         return tensors
+
+    def summary(self, model: nn.Module) -> dict[str, Any]:
+        """What the method did, for ``--json`` and ``hinerv info`` (numbers and short strings; JSON-safe)."""
+        return {}
 
     @classmethod
     def describe(cls) -> str:
@@ -209,6 +220,9 @@ class HookList(TrainingHook):
         for h in self.hooks:
             h.on_stage_end(stage, model, ctx)
 
+    def claims(self, name: str, param: torch.Tensor) -> bool:
+        return any(h.claims(name, param) for h in self.hooks)
+
     def on_export(self, model: nn.Module, tensors: list[QuantizedTensor]) -> list[QuantizedTensor]:
         for h in self.hooks:
             tensors = h.on_export(model, tensors)
@@ -248,6 +262,9 @@ class Observers(HookList):
 
     def on_after_backward(self, model: nn.Module, ctx: HookContext) -> None:
         return None
+
+    def claims(self, name: str, param: torch.Tensor) -> bool:
+        return False
 
     def on_export(self, model: nn.Module, tensors: list[QuantizedTensor]) -> list[QuantizedTensor]:
         return tensors

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, ClassVar
 
+import torch
 from torch import nn
 
 from bitstream.tensors import QuantizedTensor
@@ -23,7 +24,7 @@ from common.registry import Registry
 from compress.entropy_quant import EntropyQuantConfig, export_entropy, hard_tensor_bits, rescale_steps_
 from compress.entropy_rate import EntropyHook
 from compress.hooks import TrainingHook
-from compress.prune import PruneConfig, prune_
+from compress.prune import FilterFn, PruneConfig, default_prune_filter, named_tensors, prune_
 from compress.quantize import AxisFn, QuantConfig, export_quantized, quantize_
 from compress.rate_control import fit_to_size
 from compress.sbs import SBSConfig, export_sbs
@@ -75,6 +76,18 @@ class CodingContext:
     target_bits: float | None  # the requested file size, or None
     axis_fn: AxisFn  # per-channel scales where they are cheap (inr.model.quant_axis)
     write: FileWriter
+    claimed: Callable[[str, torch.Tensor], bool] | None = None  # tensors a plugin codes itself: left alone
+
+    def only(self, base: FilterFn | None = None) -> FilterFn | None:
+        """``base`` (None: every tensor) less the claimed tensors; None when nothing is claimed (no filter)."""
+        claimed = self.claimed
+        if claimed is None:
+            return base
+
+        def keep(module_name: str, module: nn.Module, param_name: str, param: torch.Tensor) -> bool:
+            full = f"{module_name}.{param_name}" if module_name else param_name
+            return not claimed(full, param) and (base is None or base(module_name, module, param_name, param))
+        return keep
 
 
 class Quantizer:
@@ -128,14 +141,15 @@ QUANTIZERS: Registry[type[Quantizer]] = Registry("quantizer")
 class PruneThenQuantize(TrainingHook):
     """What the uniform quantizer does on entering a stage: prune before the fine-tune, fake-quantize before QAT."""
 
-    def __init__(self, prune: float, bits: int, axis_fn: AxisFn) -> None:
-        self.prune, self.bits, self.axis_fn = prune, bits, axis_fn
+    def __init__(self, prune: float, bits: int, coding: CodingContext) -> None:
+        self.prune, self.bits, self.coding = prune, bits, coding
 
     def transform_model(self, stage: str, model: nn.Module) -> nn.Module:
-        if stage == "prune" and self.prune > 0:
-            prune_(model, PruneConfig(ratio=self.prune))
+        selected = self.coding.only(default_prune_filter)
+        if stage == "prune" and self.prune > 0 and next(iter(named_tensors(model, selected)), None) is not None:
+            prune_(model, PruneConfig(ratio=self.prune), selected)  # (plugins may have claimed every weight)
         elif stage == "qat":
-            quantize_(model, QuantConfig(bits=self.bits), axis_fn=self.axis_fn)
+            quantize_(model, QuantConfig(bits=self.bits), axis_fn=self.coding.axis_fn, filter_fn=self.coding.only())
         return model
 
 
@@ -153,10 +167,11 @@ class Uniform(Quantizer):
         return self.settings.prune > 0
 
     def hooks(self) -> list[TrainingHook]:
-        return [PruneThenQuantize(self.settings.prune, self.settings.bits, self.coding.axis_fn)]
+        return [PruneThenQuantize(self.settings.prune, self.settings.bits, self.coding)]
 
     def export(self, model: nn.Module) -> list[QuantizedTensor]:
-        return export_quantized(model, QuantConfig(bits=self.settings.bits), axis_fn=self.coding.axis_fn)
+        return export_quantized(model, QuantConfig(bits=self.settings.bits), axis_fn=self.coding.axis_fn,
+                                filter_fn=self.coding.only())
 
     def fit_to_target(self, model: nn.Module, log: Callable[[str], None]) -> None:
         if self.coding.target_bits is not None:
@@ -207,11 +222,13 @@ class SBS(Quantizer):
         return [SBSHook(config, lam=lam, stage="prune", target_bits=target,
                         lam_bounds=(1e-6, max(lam, self.target_max_lambda[s.sbs_rate] * per_log)),
                         axis_fn=self.coding.axis_fn, rate_after="qat" if coded else None,
+                        filter_fn=self.coding.only(),
                         side_bits=self.side_bits if coded else None, term=s.sbs_rate,
                         unit=1.0 / pixels if s.sbs_rate == "linear" else 1.0)]
 
     def export(self, model: nn.Module) -> list[QuantizedTensor]:
-        return export_sbs(model, fallback=QuantConfig(bits=self.settings.bits), axis_fn=self.coding.axis_fn)
+        return export_sbs(model, fallback=QuantConfig(bits=self.settings.bits), axis_fn=self.coding.axis_fn,
+                          filter_fn=self.coding.only())
 
     def side_bits(self, model: nn.Module) -> float:
         # the coder fits its own models: code the file, keep what the estimate lacks
@@ -239,7 +256,7 @@ class Entropy(Quantizer):
         # the rate term zeroes weights, so the prune stage prunes nothing by magnitude: it trains the rate
         return [EntropyHook(self.coding.pixels, lam=self.lam, attach_stage="prune", ste_stage="qat",
                             target_bits=self.coding.target_bits, side_bits=self.side_bits,
-                            axis_fn=self.coding.axis_fn,
+                            axis_fn=self.coding.axis_fn, filter_fn=self.coding.only(),
                             config=EntropyQuantConfig(per_channel=self.settings.steps == "channel"))]
 
     def export(self, model: nn.Module) -> list[QuantizedTensor]:

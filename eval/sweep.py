@@ -252,7 +252,7 @@ def compute_record(job: Job) -> dict[str, Any]:
         record.update(bpp=r.bpp, bytes=r.bytes, frames=r.frames, width=r.width, height=r.height,
                       params=r.params, macs_per_pixel=r.macs_per_pixel, encoding_time=r.encode_seconds,
                       decoding_time=r.decode_seconds, preset=job.settings.get("preset"),
-                      estimated_bytes=r.estimated_bytes)
+                      estimated_bytes=r.estimated_bytes, plugins=r.plugins)
         quality = {"psnr-y": r.psnr_y, "psnr-u": r.psnr_u, "psnr-v": r.psnr_v, "psnr-yuv": r.psnr_yuv,
                    "psnr-rgb": r.psnr_rgb, "ms-ssim": r.ms_ssim}
     elif job.kind == "anchor":

@@ -1,7 +1,8 @@
-"""Shared by the encode tests: a hook that stops an encode part-way, as a kill would."""
+"""Shared by the encode tests: observers that stop an encode part-way, as a kill would, or keep what it made."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from compress.hooks import TrainingHook
 
@@ -21,3 +22,24 @@ class Interrupt(TrainingHook):
 def interrupt() -> type[Interrupt]:
     """The Interrupt class: ``interrupt("train", 7)`` stops an encode after step 7 of its train stage."""
     return Interrupt
+
+
+class Capture(TrainingHook):
+    """Keeps the encoder's own reconstruction: the trained model's eval-mode output of frames 0..frames-1 at the
+    end of QAT, what the decoder must reproduce bit for bit."""
+
+    def __init__(self, frames: int = 6) -> None:
+        self.count, self.frames = frames, None
+
+    def on_stage_end(self, stage, model, ctx):
+        if stage == "qat":
+            model.eval()
+            with torch.no_grad():
+                self.frames = model(torch.arange(self.count))
+            model.train()
+
+
+@pytest.fixture(scope="session")
+def capture() -> type[Capture]:
+    """The Capture class: ``capture()`` is an observer that keeps the encoder's reconstruction of 6 frames."""
+    return Capture

@@ -271,21 +271,10 @@ def test_sbs_resume_gives_identical_bytes(clip, tmp_path, interrupt):
 ENTROPY = EncodeOptions(preset="s", epochs=8, qat_epochs=3, quant="entropy", lam=1.0, lr=0.05)
 
 
-class Capture(TrainingHook):
-    """Keeps the encoder's own reconstruction: the trained model's eval-mode output at the end of QAT."""
-
-    def on_stage_end(self, stage, model, ctx):
-        if stage == "qat":
-            model.eval()
-            with torch.no_grad():
-                self.frames = model(torch.arange(6))
-            model.train()
-
-
 @pytest.fixture(scope="module")
-def entropy_encoded(clip, tmp_path_factory):
+def entropy_encoded(clip, tmp_path_factory, capture):
     out = tmp_path_factory.mktemp("ent") / "clip.bin"
-    capture = Capture()
+    capture = capture()
     report = measure(encode(clip, out, ENTROPY, progress=False, log=lambda *_: None, observers=[capture]))
     return out, report, capture.frames
 

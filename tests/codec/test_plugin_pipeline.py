@@ -157,3 +157,43 @@ def test_a_coded_plugin_decodes_from_the_file_alone(clip, tmp_path):
     bad = parsed.plugins[0].__class__("test-gain", "test-gain:init=1.5", True, b"other")
     with pytest.raises(BitstreamError, match="bad PLUGINS section: test-gain"):
         build_model(parsed.config, parsed.tensors, (bad,))
+
+
+METHODS = ["lowrank:keep=0.3,layers=all", "kmeans:bits=3,min_size=16", "cap:negatives=rana",
+           "htsgd:sigma=0.05,energy=0.3"]
+
+
+@pytest.mark.parametrize("quant", ["uniform", "entropy"])
+@pytest.mark.parametrize("spec", METHODS)
+def test_each_method_decodes_to_the_encoders_reconstruction(clip, tmp_path, spec, quant, capture):
+    out, capture = tmp_path / "m.bin", capture()
+    options = dataclasses.replace(FAST, quant=quant, plugins=(spec,))
+    result = encode(clip, out, options, observers=[capture], **QUIET)
+    parsed = read_bitstream(out.read_bytes())
+    with torch.no_grad():
+        decoded = build_model(parsed.config, parsed.tensors, parsed.plugins)(torch.arange(6))
+    assert torch.equal(decoded, capture.frames)  # bit for bit what training ended with
+    name = spec.partition(":")[0]
+    summary = result.plugins[options.plugins[0]]
+    assert {"lowrank": "factorised", "kmeans": "tensors_shared", "htsgd": "prunable_fraction",
+            "cap": "zero_loss_share"}[name] in summary
+    assert list(summary.values())[0] or name == "htsgd"
+    info = describe_file(out)
+    assert info["plugins"][0]["name"] == name and info["macs_per_pixel"] > 0
+    if name == "lowrank":  # the rebuilt factors render with fewer multiply-accumulates than the dense layers
+        plain = tmp_path / "plain.bin"
+        encode(clip, plain, dataclasses.replace(FAST, quant=quant), **QUIET)
+        assert info["macs_per_pixel"] < describe_file(plain)["macs_per_pixel"]
+
+
+@pytest.mark.parametrize("spec,stage", [(METHODS[0], "qat"), (METHODS[1], "qat"), (METHODS[2], "prune")])
+def test_a_method_with_state_resumes_to_the_same_bytes(clip, tmp_path, spec, stage, interrupt):
+    """lowrank rebuilds its layers from its ranks, kmeans its clusters; cap, stopped mid-way through its pruning,
+    its banks (the dense model and a snapshot) and its importance scores."""
+    options = dataclasses.replace(FAST, plugins=(spec,))
+    ref, out = tmp_path / "ref.bin", tmp_path / "resumed.bin"
+    encode(clip, ref, options, **QUIET)
+    with pytest.raises(KeyboardInterrupt):
+        encode(clip, out, options, observers=[interrupt(stage, 3)], **QUIET)
+    encode(clip, out, options, resume=True, **QUIET)
+    assert out.read_bytes() == ref.read_bytes()
