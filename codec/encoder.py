@@ -19,13 +19,15 @@ from compress.hooks import PLUGINS, HookList, Observers, Plugin, TrainingHook
 from compress.plugin_spec import PluginSpec, parse_plugin
 from compress.quantizers import DEFAULT_QUANTIZER, QUANTIZERS, CodingContext, Quantizer, QuantSettings
 from inr.kernels import KERNEL_MODES, resolve_kernels
-from inr.model import HiNeRV, count_parameters, macs_per_pixel, quant_axis
+from inr.model import HiNeRV, count_parameters, quant_axis
 from inr.presets import MIN_PARAMS, PRESETS, build_config
 
 from . import distributed
 from .bitstream_io import PluginRecord, stand_in_sizes, write_bitstream
 from .checkpoint import Checkpointer, checkpoint_path, fingerprint
+from .decoder import model_on_meta
 from .fileio import atomic_write_bytes, check_writable
+from .info import measured_macs_per_pixel
 from .layout import PlaneLayout
 from .train import StageSpec, TrainConfig, TrainingData, run_stages
 from .video import read_video
@@ -140,8 +142,8 @@ class EncodeResult:
     frames: int
     width: int
     height: int
-    params: int
-    macs_per_pixel: float  # multiply-accumulates per luma pixel to render a frame
+    params: int  # of the model as the file rebuilds it (plugins' modules included: low-rank factors count so)
+    macs_per_pixel: float  # multiply-accumulates per luma pixel to render a frame, counted on that model
     encode_seconds: float
     options: dict[str, Any]
     estimated_bytes: int | None = None  # the file size rate-aware training estimated for these weights
@@ -197,15 +199,18 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     specs = options.plugin_specs()
     plugins: list[Plugin] = [PLUGINS.get(spec.name)(spec.options) for spec in specs]
 
+    def plugin_records(model: HiNeRV) -> tuple[PluginRecord, ...]:
+        return tuple(PluginRecord(spec.name, spec.canonical(), p.coded, p.export_data(model))
+                     for spec, p in zip(specs, plugins))
+
     def file_bytes(model: HiNeRV, payload_bits: list[float] | None = None) -> bytes:
         """The file for the model as it is; with payload bits (per quantizer tensor), laid out for an estimate."""
         tensors = quantizer.export(model)
         stand_in = {} if payload_bits is None else dict(zip(map(id, tensors), stand_in_sizes(payload_bits)))
         tensors = HookList(plugins).on_export(model, tensors)
-        records = tuple(PluginRecord(spec.name, spec.canonical(), p.coded, p.export_data(model))
-                        for spec, p in zip(specs, plugins))
         return write_bitstream(fmt, video.num_frames, config, tensors,
-                               None if payload_bits is None else [stand_in.get(id(t)) for t in tensors], records)
+                               None if payload_bits is None else [stand_in.get(id(t)) for t in tensors],
+                               plugin_records(model))
 
     claimed = HookList(plugins).claims if plugins else None  # tensors a plugin codes itself
     quantizer = QUANTIZERS.get(options.quant)(
@@ -242,9 +247,10 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     atomic_write_bytes(output_path, data_bytes)  # write
     distributed.barrier(dist)
     ckpt.remove()
+    coded = model_on_meta(config, plugin_records(model))  # the model as the decoder rebuilds it (plugins' too)
     return EncodeResult(
         input=str(input_path), output=str(output_path), bytes=len(data_bytes), frames=video.num_frames,
-        width=fmt.width, height=fmt.height, params=params,
-        macs_per_pixel=macs_per_pixel(config) * config.height * config.width / (fmt.width * fmt.height),
+        width=fmt.width, height=fmt.height, params=count_parameters(coded),
+        macs_per_pixel=measured_macs_per_pixel(coded, fmt),
         encode_seconds=elapsed_before + time.monotonic() - start, options=dataclasses.asdict(options),
         estimated_bytes=estimate, plugins={spec.canonical(): p.summary(model) for spec, p in zip(specs, plugins)})

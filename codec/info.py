@@ -6,10 +6,9 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from bitstream.info import describe
-from inr.model import count_parameters
+from inr.model import count_parameters, model_macs_per_pixel
 
 from .bitstream_io import read_bitstream, read_file_bytes
 from .decoder import model_on_meta
@@ -50,7 +49,5 @@ def describe_file(path: str | os.PathLike) -> dict:
 
 def measured_macs_per_pixel(model: torch.nn.Module, fmt) -> float:
     """Multiply-accumulates per luma pixel to render one frame of the model as the file rebuilds it (plugins'
-    modules included), counted by running it on the meta device: nothing is computed or allocated."""
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, dtype=torch.long, device="meta"))
-    return counter.get_total_flops() / 2 / (fmt.width * fmt.height)
+    modules included: ``inr.model.model_macs_per_pixel``)."""
+    return model_macs_per_pixel(model) * model.config.height * model.config.width / (fmt.width * fmt.height)

@@ -18,8 +18,9 @@ is refused rather than mixing results. ``workers > 1`` runs jobs in that many sp
     OUT/points.csv                        every point: rate, quality and complexity
     OUT/plots/<sequence>.png, OUT/plots/average.png
 
-Every point carries complexity: ``params`` and ``macs_per_pixel`` (hinerv; per output-grid pixel, see
-:func:`inr.model.macs_per_pixel`; null for anchors), ``encoding_time``, ``decoding_time`` and ``decode_fps``.
+Every point carries complexity: ``params`` and ``macs_per_pixel`` (hinerv: of the model the file rebuilds, per
+luma pixel, counted by ``codec.info.measured_macs_per_pixel``; null for anchors), ``encoding_time``,
+``decoding_time`` and ``decode_fps``.
 Published curves (:mod:`eval.published`) are RGB PSNR; they are only ever drawn on the PSNR-RGB panel of the plots
 and never enter a BD table.
 """

@@ -181,6 +181,36 @@ def quant_axis(name: str, param: torch.Tensor) -> int | None:
     return 0
 
 
+def model_macs_per_pixel(model: HiNeRV) -> float:
+    """``macs_per_pixel`` counted module by module on a built model, so layers a plugin replaced count as they are:
+    every ``nn.Linear`` and ``nn.Conv2d``, and any module with a ``macs_per_position()`` method (a low-rank layer),
+    times the positions of the map it runs on. Equals ``macs_per_pixel(model.config)`` for a plain model."""
+    c = model.config
+    sizes = c.stage_sizes()
+
+    def positions(name: str) -> int:
+        if name.startswith("stem"):
+            return sizes[0][0] * sizes[0][1]
+        if name.startswith("head"):
+            return sizes[-1][0] * sizes[-1][1]
+        parts = name.split(".")
+        if len(parts) > 3 and parts[0] == "stages" and parts[2] == "blocks":
+            h, w = sizes[int(parts[1]) + 1]
+            return h * w
+        return 0  # the encodings' projections act on s x s tiles: not counted, as in macs_per_pixel
+
+    total = 0
+    for name, module in model.named_modules():
+        if hasattr(module, "macs_per_position"):
+            total += positions(name) * module.macs_per_position()
+        elif isinstance(module, nn.Linear):
+            total += positions(name) * module.in_features * module.out_features
+        elif isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            total += positions(name) * module.out_channels * (module.in_channels // module.groups) * k
+    return total / (c.height * c.width)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

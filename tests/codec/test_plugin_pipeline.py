@@ -180,6 +180,7 @@ def test_each_method_decodes_to_the_encoders_reconstruction(clip, tmp_path, spec
     assert list(summary.values())[0] or name == "htsgd"
     info = describe_file(out)
     assert info["plugins"][0]["name"] == name and info["macs_per_pixel"] > 0
+    assert (result.params, result.macs_per_pixel) == (info["params"], pytest.approx(info["macs_per_pixel"]))
     if name == "lowrank":  # the rebuilt factors render with fewer multiply-accumulates than the dense layers
         plain = tmp_path / "plain.bin"
         encode(clip, plain, dataclasses.replace(FAST, quant=quant), **QUIET)

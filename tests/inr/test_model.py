@@ -169,3 +169,13 @@ def test_cpu_chunks_split_only_what_exceeds_the_limit():
             if chunks > 1:  # and the fewest that are
                 fewer = max(len(c) for c in torch.arange(batch).tensor_split(chunks - 1))
                 assert fewer * frame_bytes > 16
+
+
+def test_macs_counted_on_the_model_equal_the_formula():
+    from inr.model import model_macs_per_pixel
+
+    cfg = HiNeRVConfig(frames=4, height=24, width=40, out_channels=6, strides=(2, 3), channels=(16, 8),
+                       depths=(2, 1), expansions=(4, 2), grid_frames=2, grid_channels=2, local_frames=4,
+                       local_channels=4)
+    with torch.device("meta"):
+        assert model_macs_per_pixel(HiNeRV(cfg)) == pytest.approx(macs_per_pixel(cfg))
