@@ -136,16 +136,10 @@ def write_bitstream(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors
 
 
 def stand_in_sizes(payload_bits: list[float]) -> list[int]:
-    """Payload lengths in bytes for ideal code lengths in bits: the range coder's flush added."""
+    """Payload lengths in bytes for ideal code lengths in bits, the range coder's flush added: laid out with
+    ``write_bitstream(..., payload_sizes=)`` they give the exact size of every other byte of the file, which is
+    how rate-aware training counts the side information."""
     return [max(0, round(b / 8 + RANGE_CODER_OVERHEAD_BYTES)) for b in payload_bits]
-
-
-def estimated_file_bytes(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors: list[QuantizedTensor],
-                         payload_bits: list[float]) -> int:
-    """The size of the file whose tensors' payloads take ``payload_bits`` (ideal code lengths, plus the range
-    coder's flush) and whose every other byte (containers, headers, names, shapes, steps, entropy-model
-    parameters) is laid out exactly."""
-    return len(write_bitstream(fmt, frames, config, tensors, stand_in_sizes(payload_bits)))
 
 
 def _sections(data: bytes) -> dict[int, bytes]:

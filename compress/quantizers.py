@@ -63,7 +63,7 @@ class QuantSettings:
 
 # write(model, payload_bits=None) -> the file's bytes for the model as it is now. With payload_bits (one per
 # tensor the quantizer exports) the file is laid out with stand-in payloads of those sizes: the exact size of
-# every other byte, for a rate estimate (codec.bitstream_io.estimated_file_bytes).
+# every other byte, for a rate estimate (codec.bitstream_io.stand_in_sizes).
 FileWriter = Callable[[nn.Module, "list[float] | None"], bytes]
 
 
