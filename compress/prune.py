@@ -38,6 +38,7 @@ __all__ = [
     "named_tensors",
     "prune_",
     "remember_param_order",
+    "restrict_",
     "sparsity",
 ]
 
@@ -209,6 +210,20 @@ def _find_mask(module: nn.Module, param_name: str) -> Mask | None:
 
 
 @torch.no_grad()
+def restrict_(module: nn.Module, param_name: str, keep: torch.Tensor) -> Mask:
+    """Zero ``module.<param_name>`` where ``keep`` (bool, broadcastable to it) is False: merged into its ``Mask``
+    (masks never stack), or a new one registered. Returns that Mask."""
+    existing = _find_mask(module, param_name)
+    if existing is not None:
+        existing.mask &= keep
+        return existing
+    remember_param_order(module)
+    mask = Mask(keep.expand(getattr(module, param_name).shape).clone())
+    parametrize.register_parametrization(module, param_name, mask)
+    return mask
+
+
+@torch.no_grad()
 def prune_(model: nn.Module, config: PruneConfig, filter_fn: FilterFn | None = None) -> PruneReport:
     """Prune ``model`` in place: global magnitude pruning with layer-size normalisation, as masks.
 
@@ -262,13 +277,7 @@ def prune_(model: nn.Module, config: PruneConfig, filter_fn: FilterFn | None = N
         n = v.numel()
         keep = keep_flat[offset : offset + n].reshape(v.shape).to(v.device)
         offset += n
-        existing = _find_mask(module, param_name)
-        if existing is not None:
-            existing.mask &= keep
-            keep = existing.mask
-        else:
-            remember_param_order(module)
-            parametrize.register_parametrization(module, param_name, Mask(keep.clone()))
+        keep = restrict_(module, param_name, keep).mask
         tensors[full] = (n, int((~keep).sum()))
     return PruneReport(tensors=tensors, total=total, pruned=sum(p for _, p in tensors.values()))
 

@@ -72,10 +72,8 @@ def _connect(ray: Any, options: RayOptions) -> bool:
     common = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if options.address is not None:
         ray.init(address=options.address, **common)
-    else:  # one machine: an instance on the loopback interface that ends with the sweep
-        from eval.sweep import cpu_count
-
-        ray.init(num_cpus=options.local_cpus or cpu_count(), _node_ip_address="127.0.0.1", **common)
+    else:  # one machine: an instance on the loopback interface that ends with the sweep (Ray counts the CPUs)
+        ray.init(num_cpus=options.local_cpus, _node_ip_address="127.0.0.1", **common)
     return True
 
 

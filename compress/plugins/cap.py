@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from compress.hooks import PLUGINS, HookContext, Plugin
-from compress.prune import Mask, find_parametrization, remember_param_order
+from compress.prune import Mask, find_parametrization, restrict_
 
 __all__ = ["CAPOptions", "ContrastivePruning", "contrastive_loss", "rana_weights"]
 
@@ -146,23 +146,13 @@ class ContrastivePruning(Plugin):
         return [(n, m) for n, m in model.named_modules() if isinstance(getattr(m, "fc1", None), nn.Linear)
                 and isinstance(getattr(m, "fc2", None), nn.Linear)]
 
-    @staticmethod
-    def _mask(layer: nn.Module, name: str) -> Mask:
-        found = find_parametrization(layer, name, Mask)
-        if found is not None:
-            return found[1]
-        remember_param_order(layer)
-        mask = Mask(torch.ones_like(getattr(layer, name), dtype=torch.bool))
-        parametrize.register_parametrization(layer, name, mask)
-        return mask
-
     def transform_model(self, stage: str, model: nn.Module) -> nn.Module:
         if stage != "prune":
             return model
         for _, block in self.blocks(model):  # masks now, before a quantizer stacks on the weights
             for layer, name in ((block.fc1, "weight"), (block.fc1, "bias"), (block.fc2, "weight")):
                 if getattr(layer, name, None) is not None:
-                    self._mask(layer, name)
+                    restrict_(layer, name, torch.ones((), dtype=torch.bool))
         return model
 
     def _snapshot(self, model: nn.Module) -> _Bank:
@@ -227,17 +217,16 @@ class ContrastivePruning(Plugin):
         self.done_steps += 1
         share = self.options.sparsity * self.done_steps / self.options.steps
         for name, block in self.blocks(model):
-            mask = self._mask(block.fc1, "weight").mask
-            alive = mask.any(1)
-            score = self.importance.get(name, torch.zeros(alive.shape, device=mask.device)).clone()
+            alive = find_parametrization(block.fc1, "weight", Mask)[1].mask.any(1)
+            score = self.importance.get(name, torch.zeros(alive.shape, device=alive.device)).clone()
             score[~alive] = -1  # already pruned: stay pruned
             drop = torch.argsort(score, stable=True)[: int(share * alive.numel())]
             keep = torch.ones_like(alive)
             keep[drop] = False
-            mask &= keep[:, None]
-            if parametrize.is_parametrized(block.fc1, "bias"):
-                self._mask(block.fc1, "bias").mask &= keep
-            self._mask(block.fc2, "weight").mask &= keep[None, :]
+            restrict_(block.fc1, "weight", keep[:, None])
+            if block.fc1.bias is not None:
+                restrict_(block.fc1, "bias", keep)
+            restrict_(block.fc2, "weight", keep[None, :])
         self.importance = {}
 
     def extra_loss(self, model: nn.Module, batch: Any, output: Any, ctx: HookContext) -> torch.Tensor | None:

@@ -20,10 +20,9 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from compress.hooks import PLUGINS, HookContext, Plugin
-from compress.prune import Mask, find_parametrization, named_tensors, remember_param_order
+from compress.prune import named_tensors, restrict_
 
 __all__ = ["HTSGDOptions", "HeavyTailedSGD", "eligible", "prunable_rows", "symmetric_stable"]
 
@@ -118,13 +117,7 @@ class HeavyTailedSGD(Plugin):
                 if not eligible(name, param):
                     continue
                 rows = prunable_rows(getattr(module, param_name), self.options.energy)
-                keep = (~rows).view(-1, *([1] * (param.ndim - 1))).expand(param.shape).clone()
-                found = find_parametrization(module, param_name, Mask)
-                if found is not None:
-                    found[1].mask &= keep
-                else:
-                    remember_param_order(module)
-                    parametrize.register_parametrization(module, param_name, Mask(keep))
+                restrict_(module, param_name, (~rows).view(-1, *([1] * (param.ndim - 1))))
                 self.pruned[name] = (int(rows.sum()), int(rows.numel()))
         return model
 

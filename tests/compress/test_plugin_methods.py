@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from compress.hooks import HookContext
 from compress.plugin_spec import build_plugin
