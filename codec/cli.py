@@ -6,6 +6,7 @@ and exit code 2; never a traceback, never a half-written output.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -168,20 +169,32 @@ def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, l
 
 @main.command()
 @click.argument("input_path", metavar="IN", type=click.Path(dir_okay=False))
-@click.argument("output_path", metavar="OUT", type=click.Path(dir_okay=False))
+@click.argument("output_path", metavar="OUT", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--frames", "frame_range", metavar="A:B", default=None,
+              help="Decode only frames A..B-1 (A: from A to the end, :B the first B): the same samples as those "
+                   "frames of a whole decode.")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
               help="Where to render. cpu: the canonical decode, the same samples on every run and thread count; "
                    "cuda (auto: when available): faster, the same samples up to one rounded the other way.")
 @click.option("--kernels", type=click.Choice(KERNEL_MODES), default="auto", show_default=True, help=KERNELS_HELP)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @_guarded
-def decode(input_path, output_path, device, kernels, quiet) -> None:
-    """Decode the bitstream IN into the Y4M file OUT."""
-    from .decoder import decode_file
+def decode(input_path, output_path, frame_range, device, kernels, quiet) -> None:
+    """Decode the bitstream IN into the Y4M file OUT (- : standard output, e.g. piped to a player:
+    hinerv decode clip.bin - | ffplay -)."""
+    from .decoder import stream_file
 
-    video = decode_file(input_path, output_path, progress=not quiet, kernels=kernels, device=device)
-    f = video.format
-    click.echo(f"{output_path}: {f.width}x{f.height} {f.chroma} {f.bit_depth}-bit, {video.num_frames} frames")
+    to_stdout = output_path == "-"
+    out = sys.stdout.buffer if to_stdout else output_path
+    try:
+        fmt, count = stream_file(input_path, out, frames=frame_range, progress=not quiet, kernels=kernels,
+                                 device=device)
+    except BrokenPipeError:  # the reader (a player) went away
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes it
+        _fail("standard output was closed before the last frame", 1)
+    name = "<stdout>" if to_stdout else output_path
+    click.echo(f"{name}: {fmt.width}x{fmt.height} {fmt.chroma} {fmt.bit_depth}-bit, {count} frames",
+               err=to_stdout)
 
 
 @main.command()
@@ -227,6 +240,17 @@ def plugins(as_json) -> None:
     click.echo("\n".join(lines))
 
 
+def _plugin_lines(p: dict) -> list[str]:
+    """A plugin of ``hinerv info``: its options, then what its summary says (a list of records a line each)."""
+    lines = [f"plugin      {p['options']}" + (f" ({p['data_bytes']:,} bytes of decode data)" if p["coded"] else "")]
+    for key, value in p.get("summary", {}).items():
+        rows = value if isinstance(value, list) else [value]
+        for row in rows:
+            text = ", ".join(f"{k} {v}" for k, v in row.items()) if isinstance(row, dict) else str(row)
+            lines.append(f"            {key}: {text}")
+    return lines
+
+
 def format_info(desc: dict) -> str:
     """Human-readable rendering of ``describe_file``'s dictionary."""
     v, m = desc["video"], desc["model"]
@@ -240,8 +264,7 @@ def format_info(desc: dict) -> str:
         f"local grids {m['local_frames']} frames x C_loc {m['local_channels']}",
         "bytes       " + ", ".join(f"{k} {v:,}" for k, v in desc["breakdown"].items()),
         f"compute     {desc['macs_per_pixel']:,.0f} MACs per pixel to render a frame",
-        *[f"plugin      {p['options']}" + (f" ({p['data_bytes']:,} bytes of decode data)" if p["coded"] else "")
-          for p in desc.get("plugins", [])],
+        *[line for p in desc.get("plugins", []) for line in _plugin_lines(p)],
         "",
         f"{'tensor':<34} {'shape':<18} {'bits':>4} {'zeros':>6} {'model':<10} {'payload':>8} {'scales':>6} "
         f"{'side':>5} {'bits/param':>10}  step, entropy model (loc, scale in steps)",

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from contextlib import nullcontext
+from typing import BinaryIO, Iterator
 
 import numpy as np
 import torch
@@ -21,8 +22,9 @@ from inr.model import HiNeRV
 from .bitstream_io import DecodeLimits, PluginRecord, frame_activation_bytes, read_bitstream, read_file_bytes
 from .distributed import resolve_device
 from .layout import PlaneLayout
-from .video import Video
-from .y4m import write_y4m
+from .fileio import atomic_open
+from .video import Video, VideoFormat
+from .y4m import checked_header, write_frames, write_y4m
 
 RENDER_BATCH = 4  # frames rendered at once
 
@@ -104,16 +106,82 @@ def build_model(config: HiNeRVConfig, tensors: list[QuantizedTensor],
 def render(model: nn.Module, frames: int, batch_size: int = 4, progress: bool = False) -> Iterator[torch.Tensor]:
     """Yield the whole-frame output grids of frames 0..frames-1 in chunks: (B, H, W, C) in [0, 1], on the model's
     device."""
+    for start, stop in tqdm(render_chunks(0, frames, batch_size, frames), desc="render", disable=not progress,
+                            unit="chunk"):
+        yield render_frames(model, start, stop)
+
+
+@torch.no_grad()
+def render_frames(model: nn.Module, start: int, stop: int) -> torch.Tensor:
+    """The whole-frame output grids of frames ``start``..``stop``-1, rendered as one batch."""
     model.eval()
     device = next(model.parameters()).device
-    for start in tqdm(range(0, frames, batch_size), desc="render", disable=not progress, unit="chunk"):
-        t = torch.arange(start, min(start + batch_size, frames), device=device)
-        yield model(t)
+    return model(torch.arange(start, stop, device=device))
+
+
+def render_chunks(start: int, stop: int, batch_size: int, frames: int) -> list[tuple[int, int]]:
+    """The batches that render frames [start, stop) of a ``frames``-frame video: those of the grid of
+    ``batch_size`` frames from frame 0 that meet the range. A range therefore renders each frame in the same batch as a whole decode does, and gives the
+    same samples (a batch's float sums may round otherwise in another company of frames)."""
+    first = start - start % batch_size
+    return [(a, min(a + batch_size, frames)) for a in range(first, stop, batch_size)]
+
+
+def frame_range(spec: str | tuple[int | None, int | None] | None, frames: int) -> tuple[int, int]:
+    """``A:B`` (half-open; ``A:`` and ``:B`` allowed) or (A, B) as a range of the file's ``frames``, checked:
+    a ValueError of one line for a range that is malformed, empty or outside the video."""
+    if spec is None:
+        return 0, frames
+    if isinstance(spec, str):
+        parts = spec.split(":")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            a, b = (int(p) if p.strip() else None for p in parts)
+        except ValueError:
+            raise ValueError(f"--frames must be A:B, A: or :B with frame numbers, got {spec!r}") from None
+    else:
+        a, b = spec
+    a, b = 0 if a is None else a, frames if b is None else b
+    if a >= b:
+        raise ValueError(f"--frames {a}:{b} is empty (A must be below B)")
+    if a < 0 or b > frames:
+        raise ValueError(f"--frames {a}:{b} is outside the video: it has {frames} frames (0:{frames})")
+    return a, b
+
+
+class Decoding:
+    """A parsed file, its model built and on its device, ready to render any frames.
+
+    ``chunks(start, stop)`` yields the decoded samples of frames [start, stop) a batch at a time, as planes
+    (each (n, h, w) of the format's dtype); every range gives the same samples as a whole decode.
+    """
+
+    def __init__(self, data: bytes, limits: DecodeLimits = DecodeLimits(), kernels: str = "auto",
+                 device: str = "cpu") -> None:
+        where = resolve_device(device)  # bad choices fail before the file is parsed
+        resolve_kernels(kernels, where)
+        parsed = read_bitstream(data, limits)
+        self.format, self.frames, self.config = parsed.format, parsed.frames, parsed.config
+        self.model = build_model(parsed.config, parsed.tensors, parsed.plugins).to(where).set_kernels(kernels)
+        self.batch = max(1, min(RENDER_BATCH, limits.max_activation_bytes // frame_activation_bytes(parsed.config)))
+
+    def chunks(self, start: int = 0, stop: int | None = None, progress: bool = False) -> Iterator[list[np.ndarray]]:
+        start, stop = frame_range((start, stop), self.frames)
+        layout = PlaneLayout.for_format(self.format)
+        peak = self.format.max_value
+        batches = render_chunks(start, stop, self.batch, self.frames)
+        with torch.inference_mode():
+            for a, b in tqdm(batches, desc="render", disable=not progress, unit="chunk"):
+                grid = render_frames(self.model, a, b)
+                samples = grid.mul(peak).round_().clamp_(0, peak).to(torch.int32).cpu()
+                keep = slice(max(start, a) - a, min(stop, b) - a)
+                yield [values.numpy()[keep].astype(self.format.dtype) for values in layout.grid_to_planes(samples)]
 
 
 def decode_bytes(data: bytes, progress: bool = False, limits: DecodeLimits = DecodeLimits(),
-                 kernels: str = "auto", device: str = "cpu") -> Video:
-    """Reconstruct the video a bitstream describes.
+                 kernels: str = "auto", device: str = "cpu", frames: str | tuple | None = None) -> Video:
+    """Reconstruct the video a bitstream describes (``frames``: only the range ``A:B`` of it).
 
     Args:
         kernels: how to render (``HiNeRV.set_kernels``).
@@ -121,28 +189,39 @@ def decode_bytes(data: bytes, progress: bool = False, limits: DecodeLimits = Dec
             counts), ``'cuda'`` or ``'auto'`` (CUDA when available). A GPU renders faster and gives the same
             samples up to one rounded the other way where a value sits on a rounding boundary.
     """
-    where = resolve_device(device)  # bad choices fail before the file is parsed
-    resolve_kernels(kernels, where)
-    fmt, frames, config, tensors, plugins = read_bitstream(data, limits)
-    model = build_model(config, tensors, plugins).to(where).set_kernels(kernels)
-    batch = max(1, min(RENDER_BATCH, limits.max_activation_bytes // frame_activation_bytes(config)))
-    layout = PlaneLayout.for_format(fmt)
-    planes = [np.empty((frames, h, w), dtype=fmt.dtype) for h, w in fmt.plane_shapes]
-    peak = fmt.max_value
+    decoding = Decoding(data, limits, kernels, device)
+    start, stop = frame_range(frames, decoding.frames)
+    fmt = decoding.format
+    planes = [np.empty((stop - start, h, w), dtype=fmt.dtype) for h, w in fmt.plane_shapes]
     done = 0
-    with torch.inference_mode():
-        for chunk in render(model, frames, batch, progress=progress):
-            samples = chunk.mul(peak).round_().clamp_(0, peak).to(torch.int32).cpu()
-            for plane, values in zip(planes, layout.grid_to_planes(samples)):
-                plane[done:done + values.shape[0]] = values.numpy()
-            done += chunk.shape[0]
+    for chunk in decoding.chunks(start, stop, progress):
+        for plane, values in zip(planes, chunk):
+            plane[done:done + len(values)] = values
+        done += len(chunk[0])
     return Video(fmt, planes)
 
 
 def decode_file(input_path: str | Path, output_path: str | Path | None = None, progress: bool = False,
-                kernels: str = "auto", device: str = "cpu") -> Video:
+                kernels: str = "auto", device: str = "cpu", frames: str | tuple | None = None) -> Video:
     """Decode a bitstream file; write the Y4M (atomically) if ``output_path`` is given."""
-    video = decode_bytes(read_file_bytes(input_path), progress=progress, kernels=kernels, device=device)
+    video = decode_bytes(read_file_bytes(input_path), progress=progress, kernels=kernels, device=device,
+                         frames=frames)
     if output_path is not None:
         write_y4m(output_path, video)
     return video
+
+
+def stream_file(input_path: str | Path, out: BinaryIO | str | Path, frames: str | tuple | None = None,
+                progress: bool = False, kernels: str = "auto", device: str = "cpu") -> tuple[VideoFormat, int]:
+    """Decode to a Y4M stream a batch of frames at a time (``hinerv decode``): to ``out``, an open binary stream
+    (standard output: a player starts before the decode ends), or a path (written atomically). The bytes equal
+    ``write_y4m`` of ``decode_file``'s video. Returns the format and the number of frames written."""
+    decoding = Decoding(read_file_bytes(input_path), kernels=kernels, device=device)
+    start, stop = frame_range(frames, decoding.frames)
+    header = checked_header(decoding.format)
+    with (atomic_open(out) if isinstance(out, (str, Path)) else nullcontext(out)) as f:
+        f.write(header)
+        for planes in decoding.chunks(start, stop, progress):
+            write_frames(f, decoding.format, planes)
+            f.flush()
+    return decoding.format, stop - start

@@ -8,10 +8,11 @@ import numpy as np
 import torch
 
 from bitstream.info import describe
-from inr.model import count_parameters, model_macs_per_pixel
+from compress.hooks import PLUGINS
+from inr.model import HiNeRV, count_parameters, model_macs_per_pixel
 
 from .bitstream_io import read_bitstream, read_file_bytes
-from .decoder import model_on_meta
+from .decoder import file_plugins, rebuild
 
 
 def describe_file(path: str | os.PathLike) -> dict:
@@ -19,7 +20,10 @@ def describe_file(path: str | os.PathLike) -> dict:
     data = read_file_bytes(path)
     parsed = read_bitstream(data)
     fmt, frames, config = parsed.format, parsed.frames, parsed.config
-    model = model_on_meta(config, parsed.plugins, known_only=True)
+    live = file_plugins(parsed.plugins, known_only=True)
+    with torch.device("meta"):
+        model = rebuild(HiNeRV(config), live)
+    summaries = iter([p.summary(model) for p in live])  # of the records file_plugins keeps, in order
     names = [n for n, _ in model.named_parameters()]
     layout = describe(data)
     tensors = layout["tensors"]
@@ -33,7 +37,8 @@ def describe_file(path: str | os.PathLike) -> dict:
         "file": str(path), "bytes": total, "bpp": total * 8 / (fmt.width * fmt.height * frames),
         "frames": frames, "video": asdict(fmt), "model": asdict(config),
         "params": count_parameters(model), "base_size": [config.base_height, config.base_width],
-        "plugins": [{"name": p.name, "options": p.options, "coded": p.coded, "data_bytes": len(p.data)}
+        "plugins": [{"name": p.name, "options": p.options, "coded": p.coded, "data_bytes": len(p.data),
+                     **({"summary": next(summaries)} if p.coded and p.name in PLUGINS else {})}
                     for p in parsed.plugins],
         "macs_per_pixel": measured_macs_per_pixel(model, fmt),
         "breakdown": {

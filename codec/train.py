@@ -223,6 +223,7 @@ def run_stages(model: nn.Module, data: TrainingData, stages: list[StageSpec], co
     start = time.monotonic()
     every = HookList([hooks] + ([observers] if observers is not None else []))
     first_stage, first_epoch, opt_state, elapsed_before = 0, 0, None, 0.0
+    hooks.on_data(data)
     if resume and checkpointer is not None and (saved := checkpointer.load()) is not None:
         first_stage, first_epoch, opt_state, elapsed_before = saved.stage, saved.epoch, saved.optimizer, saved.elapsed
         hooks.load_state_dict(saved.hooks)  # first: a hook may rebuild the model from its state (e.g. its ranks)

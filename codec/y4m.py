@@ -333,9 +333,7 @@ def write_y4m(path: str | os.PathLike, video: Video) -> None:
     Raises ValueError, before touching ``path``, for a video that :func:`read_y4m` would refuse.
     """
     fmt = video.format
-    header = y4m_header(fmt)
-    if len(header) > Y4MLimits().max_header_bytes:
-        raise ValueError(f"write_y4m: header of {len(header)} bytes exceeds {Y4MLimits().max_header_bytes}")
+    header = checked_header(fmt)
     if fmt.bit_depth > 8:
         for i, plane in enumerate(video.planes):
             peak = int(plane.max())
@@ -343,10 +341,24 @@ def write_y4m(path: str | os.PathLike, video: Video) -> None:
                 raise ValueError(
                     f"write_y4m: plane {i} has sample {peak}, over the {fmt.bit_depth}-bit maximum {fmt.max_value}"
                 )
-    dtype = np.uint8 if fmt.bit_depth == 8 else np.dtype("<u2")
     with atomic_open(path) as f:
         f.write(header)
-        for t in range(video.num_frames):
-            f.write(_FRAME + b"\n")
-            for plane in video.planes:
-                f.write(np.ascontiguousarray(plane[t], dtype=dtype).data)
+        write_frames(f, fmt, video.planes)
+
+
+def checked_header(fmt: VideoFormat) -> bytes:
+    """The stream header of ``fmt``; a ValueError for one :func:`read_y4m` would refuse as too long."""
+    header = y4m_header(fmt)
+    if len(header) > Y4MLimits().max_header_bytes:
+        raise ValueError(f"write_y4m: header of {len(header)} bytes exceeds {Y4MLimits().max_header_bytes}")
+    return header
+
+
+def write_frames(f: BinaryIO, fmt: VideoFormat, planes: list[np.ndarray]) -> None:
+    """Write the frames of ``planes`` (each (T, h, w), samples within ``fmt``'s bit depth), each with its FRAME line:
+    what follows the header, so a stream can be written a chunk of frames at a time (``hinerv decode IN -``)."""
+    dtype = np.uint8 if fmt.bit_depth == 8 else np.dtype("<u2")
+    for t in range(planes[0].shape[0]):
+        f.write(_FRAME + b"\n")
+        for plane in planes:
+            f.write(np.ascontiguousarray(plane[t], dtype=dtype).data)

@@ -4,6 +4,7 @@ One trainer (``codec.train.run_stages``) runs the stages (``"train"``, ``"prune"
 ``HookList`` at fixed points; the encoder calls the export events when it writes the file, and the decoder the
 decode events when it reads one::
 
+    hooks.on_data(data)                                      # the clip being encoded (also on resume)
     for each stage:
         model = hooks.transform_model(stage, model)          # before the stage's optimizer exists
         optimizer = hooks.make_optimizer(params, lr, stage)   # the first hook's optimizer, or Adam
@@ -68,6 +69,12 @@ class HookContext:
 
 class TrainingHook:
     """Base class of everything that attaches to training: every method is a no-op; override what you need."""
+
+    def on_data(self, data: Any) -> None:
+        """Called once before the first stage (and again on a resume) with the clip being encoded
+        (``codec.train.TrainingData``): ``data.frames``, ``data.grid`` (T, H, W, C) integer samples in the
+        plane layout (``data.layout``; luma in its first ``data.layout.luma_channels`` channels), ``data.scale``
+        (1 / the peak sample). For methods that look at the content (e.g. ``mwt``'s shot detection)."""
 
     def transform_model(self, stage: str, model: nn.Module) -> nn.Module:
         """Called before a stage starts (before its optimizer is built); return the model to train.
@@ -184,6 +191,10 @@ class HookList(TrainingHook):
     def __len__(self) -> int:
         return len(self.hooks)
 
+    def on_data(self, data: Any) -> None:
+        for h in self.hooks:
+            h.on_data(data)
+
     def transform_model(self, stage: str, model: nn.Module) -> nn.Module:
         for h in self.hooks:
             model = h.transform_model(stage, model)
@@ -250,6 +261,9 @@ class HookList(TrainingHook):
 class Observers(HookList):
     """Hooks that watch training and change nothing (progress, tests, interrupts): they see the stage and step
     events only, so they can neither shape the result nor need a checkpoint or a place in the resume fingerprint."""
+
+    def on_data(self, data: Any) -> None:
+        return None
 
     def transform_model(self, stage: str, model: nn.Module) -> nn.Module:
         return model

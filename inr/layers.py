@@ -120,16 +120,21 @@ class ConvNeXtBlock(nn.Module):
         self.fc2 = nn.Linear(out_channels * expansion, out_channels)
         self.residual = in_channels == out_channels
 
-    def forward(self, x: torch.Tensor, crop: tuple[slice, slice] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, crop: tuple[slice, slice] | None = None,
+                t: torch.Tensor | None = None) -> torch.Tensor:
         """(B, H, W, C_in) -> (B, h, w, C_out): the pixels ``crop`` of the conv output (default: all of them).
 
         A patch's outer ring is wrong after the zero-padded conv (its neighbours lie outside the patch), so
-        the caller crops it here, before the MLP spends most of the block's work on it.
+        the caller crops it here, before the MLP spends most of the block's work on it. ``t``: the (B,) frame
+        indices of the batch, for subclasses whose MLP depends on the frame (``compress.plugins.mwt``).
         """
         if crop is None:
             y = depthwise_conv_nhwc(self.dwconv, x)
         else:
             x, y = x[:, crop[0], crop[1]], conv_crop_nhwc(self.dwconv, x, crop)
-        y = F.layer_norm(y, y.shape[-1:])
-        y = self.fc2(F.gelu(self.fc1(y)))
+        y = self.mlp(F.layer_norm(y, y.shape[-1:]), t)
         return x + y if self.residual else y
+
+    def mlp(self, y: torch.Tensor, t: torch.Tensor | None) -> torch.Tensor:
+        """The pointwise MLP on the normalised conv output: fc1 -> GELU -> fc2."""
+        return self.fc2(F.gelu(self.fc1(y)))

@@ -157,7 +157,7 @@ class HiNeRV(nn.Module):
             for k, block in enumerate(stage.blocks):
                 # each 3x3 conv spends one pixel of halo: the block keeps only what later blocks still need
                 need = grow(plan.keep[n], len(stage.blocks) - 1 - k, self.sizes[n + 1])
-                x, have = block(x, crop_to(have, need) if need != have else None), need
+                x, have = block(x, crop_to(have, need) if need != have else None, t), need
             ys, xs = crop_to(have, plan.keep[n])
             x = x[:, ys, xs]
             current = plan.keep[n]

