@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 DEMO_FRAMES ?= 30
 DEMO_EPOCHS ?= 150
 
-.PHONY: install demo test clean
+.PHONY: install demo test browser clean
 
 # torch is pinned and installed first, so pip never resolves an unpinned (multi-GB CUDA) torch.
 $(STAMP): pyproject.toml
@@ -27,7 +27,11 @@ demo: $(STAMP)
 	$(VENV)/bin/hinerv decode demo/carphone.bin demo/carphone_decoded.y4m
 	$(VENV)/bin/hinerv info demo/carphone.bin
 
-test: $(STAMP)
+# Debian's headless Chromium for the report's browser test (installed with apt-get when missing, as root)
+browser:
+	bash tools/install_browser.sh
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 clean:

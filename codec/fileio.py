@@ -9,12 +9,17 @@ from typing import BinaryIO, Iterator
 
 
 def _temp_beside(path: Path) -> tuple[int, str]:
-    """A new hidden temporary file in ``path``'s folder; an OSError names the folder and ``path``."""
+    """A new hidden temporary file in ``path``'s folder, with the permissions a plain ``open`` would give it
+    (mkstemp's are owner-only); an OSError names the folder and ``path``."""
     directory = path.parent if str(path.parent) else Path(".")
     try:
-        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as exc:
         raise OSError(exc.errno, f"cannot create a file in {directory} ({exc.strerror})", str(path)) from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
 
 
 @contextlib.contextmanager

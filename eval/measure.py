@@ -42,6 +42,7 @@ class EncodeReport:
     options: dict[str, Any]
     estimated_bytes: int | None = None  # entropy: the file size rate-aware training estimated for these weights
     plugins: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # each plugin's summary
+    per_frame_psnr_yuv: list[float] = dataclasses.field(default_factory=list)  # of the decoded file, frame by frame
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -61,4 +62,5 @@ def measure(result: EncodeResult, source: Video | None = None) -> EncodeReport:
         psnr_u=m.psnr_u, psnr_v=m.psnr_v, psnr_yuv=m.psnr_yuv, psnr_rgb=m.psnr_rgb, ms_ssim=m.ms_ssim,
         params=result.params, macs_per_pixel=result.macs_per_pixel, frames=result.frames, width=result.width,
         height=result.height, encode_seconds=result.encode_seconds, decode_seconds=decode_seconds,
-        options=result.options, estimated_bytes=result.estimated_bytes, plugins=result.plugins)
+        options=result.options, estimated_bytes=result.estimated_bytes, plugins=result.plugins,
+        per_frame_psnr_yuv=[float(v) for v in m.per_frame_psnr_yuv])

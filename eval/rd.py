@@ -168,6 +168,11 @@ def sweep_from_args(args: argparse.Namespace, sequences: Callable[[], list], *, 
             print(f"  {out[key]}")
     print(f"  {len(out.get('results', []))} results files under {Path(args.out) / 'results'}, "
           f"{len(out.get('plots', []))} plot(s) under {Path(args.out) / 'plots'}")
+    if summary.computed or summary.skipped:
+        from eval.report import write_report
+
+        report = write_report(args.out, title=title or None)
+        print(f"  report: {report.resolve().as_uri()}")
     for label, err in summary.failed.items():
         print(f"failed: {label}: {err}", file=sys.stderr)
     return 1 if summary.failed else 0

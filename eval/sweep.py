@@ -3,7 +3,8 @@
 A sweep is a flat list of :class:`Job` s, one per sequence x codec x rate point (a hinerv preset or parameter
 budget, an anchor QP). Each job writes one small JSON record, atomically, to::
 
-    OUT/points/<sequence>/<codec>/<point>.json     (hinerv also leaves <point>.bin, the bitstream, and <point>.log)
+    OUT/points/<sequence>/<codec>/<point>.json     (hinerv also leaves <point>.bin, the bitstream, and <point>.log;
+                                                    an anchor <point>.frame.npz, its decoded middle frame)
 
 A job whose record exists is skipped, so an interrupted sweep resumes where it stopped; an interrupted hinerv
 point continues from its checkpoint (``encode(..., resume=True)``). A record also stores the job's settings
@@ -17,6 +18,10 @@ is refused rather than mixing results. ``workers > 1`` runs jobs in that many sp
     OUT/bd_rate.md, OUT/bd_rate.csv        BD-rate vs each anchor (x265 first): psnr-yuv, psnr-y, ms-ssim (dB)
     OUT/points.csv                        every point: rate, quality and complexity
     OUT/plots/<sequence>.png, OUT/plots/average.png
+    OUT/sequences.json                    where each sequence's source is (for the report's crops)
+
+and the sweep commands (``eval.rd``, ``eval.uvg``, ``eval.mcljcv``) then ``OUT/report.html``, one self-contained
+page of it all (:mod:`eval.report`). A record holds the per-frame PSNR-YUV of its decoded video too.
 
 Every point carries complexity: ``params`` and ``macs_per_pixel`` (hinerv: of the model the file rebuilds, per
 luma pixel, counted by ``codec.info.measured_macs_per_pixel``; null for anchors), ``encoding_time``,
@@ -253,7 +258,7 @@ def compute_record(job: Job) -> dict[str, Any]:
         record.update(bpp=r.bpp, bytes=r.bytes, frames=r.frames, width=r.width, height=r.height,
                       params=r.params, macs_per_pixel=r.macs_per_pixel, encoding_time=r.encode_seconds,
                       decoding_time=r.decode_seconds, preset=job.settings.get("preset"),
-                      estimated_bytes=r.estimated_bytes, plugins=r.plugins)
+                      estimated_bytes=r.estimated_bytes, plugins=r.plugins, per_frame_psnr_yuv=r.per_frame_psnr_yuv)
         quality = {"psnr-y": r.psnr_y, "psnr-u": r.psnr_u, "psnr-v": r.psnr_v, "psnr-yuv": r.psnr_yuv,
                    "psnr-rgb": r.psnr_rgb, "ms-ssim": r.ms_ssim}
     elif job.kind == "anchor":
@@ -261,10 +266,11 @@ def compute_record(job: Job) -> dict[str, Any]:
         from eval.anchors import run_anchor_ladder
 
         video = read_video(job.sequence.path, frames=job.sequence.frames)
-        ((a, m),) = run_anchor_ladder(video, job.settings["codec"], [job.settings["qp"]])
+        ((a, m),) = run_anchor_ladder(video, job.settings["codec"], [job.settings["qp"]], keep_decoded=True)
+        save_sample_frame(job.path.with_suffix(".frame.npz"), a.decoded)  # for the report's side-by-side crops
         record.update(bpp=a.bpp, bytes=a.bytes, frames=a.num_frames, width=a.width, height=a.height, params=None,
                       macs_per_pixel=None, encoding_time=a.encode_seconds, decoding_time=a.decode_seconds,
-                      qp=a.qp, encoder_options=a.options)
+                      qp=a.qp, encoder_options=a.options, per_frame_psnr_yuv=list(m.per_frame_psnr_yuv))
         quality = {"psnr-y": m.psnr_y, "psnr-u": m.psnr_u, "psnr-v": m.psnr_v, "psnr-yuv": m.psnr_yuv,
                    "psnr-rgb": m.psnr_rgb, "ms-ssim": m.ms_ssim}
     else:
@@ -273,6 +279,20 @@ def compute_record(job: Job) -> dict[str, Any]:
     dec = record["decoding_time"]
     record["decode_fps"] = record["frames"] / dec if dec else None
     return _json_safe(record)
+
+
+def sample_frame_index(frames: int) -> int:
+    """The frame a report shows side by side for every codec of a sequence: the middle one."""
+    return frames // 2
+
+
+def save_sample_frame(path: Path, video: Any) -> None:
+    """The planes of ``video``'s sample frame, compressed, written atomically (an anchor's decoded output is not
+    kept, so this is what the report shows of it)."""
+    index = sample_frame_index(video.num_frames)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, index=np.array(index), **{f"plane{i}": p[index] for i, p in enumerate(video.planes)})
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _init_worker(threads: int) -> None:
@@ -483,6 +503,9 @@ def aggregate(jobs: Sequence[Job], anchors: Sequence[str], published: Sequence[s
     out = Path(jobs[0].out)
     records = load_records(jobs)
     written: dict[str, Any] = {"results": [], "plots": []}
+    sequences = {j.sequence.name: {"path": str(Path(j.sequence.path).resolve()), "frames": j.sequence.frames}
+                 for j in jobs}  # where the report finds each source
+    atomic_write_bytes(out / "sequences.json", (json.dumps(sequences, indent=2) + "\n").encode())
     per_seq: dict[str, dict[str, Any]] = {}
     for seq, codecs in records.items():
         for codec, recs in codecs.items():

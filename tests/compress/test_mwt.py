@@ -160,3 +160,24 @@ def test_options_are_validated() -> None:
         with pytest.raises(ValueError):
             MwTOptions(**bad)
     assert MwTOptions(segments="3").segments == "3"
+
+
+def test_a_modules_weights_are_kept_only_while_the_weights_are_unchanged() -> None:
+    modular = ModularBlock(_block())
+    keep = torch.zeros(1, 24, dtype=torch.bool)
+    keep[0, :7] = True
+    modular.set_modules(torch.tensor([0]), keep)
+    modular.eval()
+    x, t = torch.randn(2, 5, 5, 6), torch.tensor([0, 1])
+    with torch.no_grad():
+        first = modular(x, None, t)
+        assert torch.equal(modular(x, None, t), first)  # from the kept slices
+        modular.fc1.weight.mul_(2)  # a new weight: the slices are made again
+        changed = modular(x, None, t)
+    fresh = ModularBlock(_block())
+    with torch.no_grad():
+        fresh.fc1.weight.mul_(2)
+    fresh.set_modules(torch.tensor([0]), keep)
+    fresh.eval()
+    with torch.no_grad():
+        assert not torch.equal(changed, first) and torch.equal(changed, fresh(x, None, t))
