@@ -169,7 +169,13 @@ def sweep_from_args(args: argparse.Namespace, sequences: Callable[[], list], *, 
     print(f"  {len(out.get('results', []))} results files under {Path(args.out) / 'results'}, "
           f"{len(out.get('plots', []))} plot(s) under {Path(args.out) / 'plots'}")
     if summary.computed or summary.skipped:
+        from eval.context import context_sweep
         from eval.report import write_report
+
+        try:
+            print(f"  {context_sweep(args.out)}")
+        except (ValueError, LookupError, OSError) as exc:  # the context is a sidecar: the sweep stands without it
+            print(f"note: no context records: {exc}", file=sys.stderr)
 
         report = write_report(args.out, title=title or None)
         print(f"  report: {report.resolve().as_uri()}")

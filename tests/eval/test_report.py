@@ -163,3 +163,17 @@ def test_the_page_renders_in_a_real_browser(swept, tmp_path) -> None:
     assert len(images) == 12 and all(ok and w > 0 and h > 0 for ok, w, h in images)
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.std() > 10  # not a blank page: text, curves and axes drawn
+
+
+def test_context_joins_a_sweep_and_the_page_shows_it(swept, tmp_path) -> None:
+    from eval.context import context_sweep
+
+    run = tmp_path / "run"
+    shutil.copytree(swept, run)
+    md = context_sweep(run).read_text()
+    for part in ("## By what", "## By si", "## Coverage", "## Spearman", "| carphone |", "| other |"):
+        assert part in md
+    rec = json.loads((run / "context" / "carphone.json").read_text())
+    assert rec["si"] > 0 and rec["ti"] > 0 and rec["frames"] == 4 and rec["where"] == "vehicle"
+    page = report.build_page(report.load_run(run))
+    assert "No context record" not in page and "<th>si</th>" in page
