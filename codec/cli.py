@@ -1,4 +1,4 @@
-"""The ``hinerv`` command line: encode, decode, info, plugins.
+"""The ``hinerv`` command line: encode, decode, info, plugins, ask.
 
 Bad input (a malformed video or bitstream, a bad option, an unreadable path) ends with one line on stderr
 and exit code 2; never a traceback, never a half-written output.
@@ -210,6 +210,27 @@ def info(input_path, as_json) -> None:
         click.echo(json.dumps(desc, indent=2))
         return
     click.echo(format_info(desc))
+
+
+@main.command()
+@click.argument("question")
+@click.option("--results", "folders", multiple=True, required=True, type=click.Path(file_okay=False),
+              help="A sweep folder (eval.rd, eval.uvg, eval.mcljcv --out); repeatable.")
+@click.option("--ranker", type=click.Choice(["baseline", "rana"]), default="baseline", show_default=True,
+              help="How candidate answers are ranked: BuboQA's evidence product, or the RANA-trained ranker.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print {"answer", "value", "kind": measured|interpolated|none, "evidence": [[file, field]...]}.')
+@_guarded
+def ask(question, folders, ranker, as_json) -> None:
+    """Answer a simple question about evaluation results from their records, e.g.
+    hinerv ask "what PSNR does x265 reach on carphone at 0.05 bpp" --results runs/rd. Exit 1: no evidence."""
+    from eval.ask import Asker
+    from eval.kg import build_graph
+
+    answer = Asker(build_graph(folders), ranker=ranker).ask(question)
+    click.echo(json.dumps(answer.to_dict(), indent=2) if as_json else answer.answer)
+    if answer.kind == "none":
+        sys.exit(1)
 
 
 @main.command()

@@ -87,17 +87,19 @@ def time_segments(path: Path, starts: list[int], frames: int, repeats: int) -> l
     return out
 
 
-def decode_fps(path: Path, start: int, stop: int, repeats: int) -> float:
-    """Frames per second of decoding frames [start, stop) of a file to samples (``Decoding.chunks``, as
-    ``hinerv decode --frames`` does; the file's parsing and model building excluded), median of ``repeats``."""
-    decoding = Decoding(read_file_bytes(path))
-    runs = []
+def decode_fps(paths: list[Path], start: int, stop: int, repeats: int) -> list[float]:
+    """Frames per second of decoding frames [start, stop) of each file to samples (``Decoding.chunks``, as
+    ``hinerv decode --frames`` does; parsing and model building excluded): the files in turn, ``repeats`` rounds,
+    medians."""
+    decodings = [Decoding(read_file_bytes(p)) for p in paths]
+    runs: list[list[float]] = [[] for _ in paths]
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _chunk in decoding.chunks(start, stop):
-            pass
-        runs.append(time.perf_counter() - t0)
-    return (stop - start) / statistics.median(runs)
+        for decoding, sink in zip(decodings, runs):
+            t0 = time.perf_counter()
+            for _chunk in decoding.chunks(start, stop):
+                pass
+            sink.append(time.perf_counter() - t0)
+    return [(stop - start) / statistics.median(r) for r in runs]
 
 
 def main() -> int:
@@ -145,8 +147,7 @@ def main() -> int:
         fps = []
         for seg in summary["segments"]:
             a, b = (int(v) for v in seg["frames"].split(":"))
-            fps.append((decode_fps(out / f"mwt_{tag}.bin", a, b, args.repeats),
-                        decode_fps(out / f"plain_{tag}.bin", a, b, args.repeats)))
+            fps.append(tuple(decode_fps([out / f"mwt_{tag}.bin", out / f"plain_{tag}.bin"], a, b, args.repeats)))
             print(f"decode --frames {a}:{b}: modular file {fps[-1][0]:.1f} frames/s, plain file {fps[-1][1]:.1f} "
                   f"frames/s ({fps[-1][0] / fps[-1][1]:.2f}x)")
         rows.append({"lam": lam, "modular": {k: modular[k] for k in ("bytes", "psnr_yuv", "psnr_y")},

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from common.rana import rana_weights
 from compress.hooks import PLUGINS, HookContext, Plugin
 from compress.prune import Mask, find_parametrization, restrict_
 
@@ -60,11 +61,6 @@ def contrastive_loss(anchor: torch.Tensor, bank: torch.Tensor, positive: torch.T
         s_pos = (s * positive).sum(-1) / positive.sum(-1)
         single = (gamma + s.gather(1, pick[:, None]).squeeze(1) - s_pos).clamp_min(0)
     return loss.mean(), single
-
-
-def rana_weights(s: torch.Tensor, negative: torch.Tensor, tau: float) -> torch.Tensor:
-    """a_j = softmax over each row's negatives of s/τ (0 on the positives): the hard negatives weigh most."""
-    return torch.softmax((s / tau).masked_fill(~negative, float("-inf")), dim=-1)
 
 
 @dataclass(frozen=True)
