@@ -224,10 +224,13 @@ def info(input_path, as_json) -> None:
 def ask(question, folders, ranker, as_json) -> None:
     """Answer a simple question about evaluation results from their records, e.g.
     hinerv ask "what PSNR does x265 reach on carphone at 0.05 bpp" --results runs/rd. Exit 1: no evidence."""
-    from eval.ask import Asker
-    from eval.kg import build_graph
+    try:
+        from eval.ask import Asker
+        from eval.kg import build_graph
 
-    answer = Asker(build_graph(folders), ranker=ranker).ask(question)
+        answer = Asker(build_graph(folders), ranker=ranker).ask(question)
+    except ImportError as exc:
+        _fail(f"hinerv ask needs the evaluation extras ({exc.name} is missing): pip install 'hinerv[eval]'")
     click.echo(json.dumps(answer.to_dict(), indent=2) if as_json else answer.answer)
     if answer.kind == "none":
         sys.exit(1)
