@@ -185,6 +185,9 @@ def decode(input_path, output_path, frame_range, device, kernels, quiet) -> None
     from .decoder import stream_file
 
     to_stdout = output_path == "-"
+    if to_stdout and sys.stdout.isatty():
+        raise ValueError("will not write a Y4M stream to a terminal: pipe it (hinerv decode IN - | ffplay -) or "
+                         "give a file")
     out = sys.stdout.buffer if to_stdout else output_path
     try:
         fmt, count = stream_file(input_path, out, frames=frame_range, progress=not quiet, kernels=kernels,

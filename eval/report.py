@@ -399,7 +399,9 @@ def build_page(run: Run, title: str | None = None) -> str:
         anchors = [r for a in run.anchors[:1] for r in run.records[seq].get(a, [])]
         pairs = [(r, nearest(anchors, r["bpp"])) for r in ours]
         parts.append("<h3>Per-frame PSNR-YUV against the anchor at the nearest rate</h3>")
-        if any(r.get("per_frame_psnr_yuv") for pair in pairs for r in pair if r):
+        if not pairs:
+            parts.append('<p class="note">No hinerv point for this sequence.</p>')
+        elif any(r.get("per_frame_psnr_yuv") for pair in pairs for r in pair if r):
             parts.append(_figure_html(per_frame_figure(pairs, codecs, f"{seq}: per-frame PSNR-YUV"),
                                       f"fig{figures}"))
             figures += 1

@@ -108,3 +108,17 @@ def test_a_modular_file_shows_its_segments_and_a_segment_costs_less(files) -> No
     assert b"segments: frames 0:6, krr" in r.stdout
     video = read_y4m(files["mwt"].with_name("two.y4m"))
     assert video.num_frames == 12
+
+
+def test_a_stream_is_not_written_to_a_terminal(files) -> None:
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    try:
+        r = subprocess.run([sys.executable, "-m", "codec.cli", "decode", str(files["plain"]), "-"], cwd=ROOT,
+                           stdout=follower, stderr=subprocess.PIPE, env=env, timeout=120)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert r.returncode == 2 and b"will not write a Y4M stream to a terminal" in r.stderr
