@@ -102,6 +102,40 @@ def decode_fps(paths: list[Path], start: int, stop: int, repeats: int) -> list[f
     return [(stop - start) / statistics.median(r) for r in runs]
 
 
+def scaling(sizes: list[str], krr: float, repeats: int, frames: int = 60, rendered: int = 16) -> None:
+    """Module against full width on larger frames: untrained models of a ``frames``-frame 4:2:0 clip (the preset
+    scales the width with it) whose blocks keep a random ``krr`` of their channels; ``rendered`` frames rendered in
+    eval mode, interleaved repeats."""
+    from inr.model import HiNeRV
+    from inr.presets import build_config
+
+    print(f"\n== scaling: one module keeping a random {100 * krr:.0f}% of every block's channels, untrained models "
+          f"of {frames}-frame clips, {rendered} frames rendered, medians of {repeats}")
+    for spec in sizes:
+        size, preset = spec.split(":")
+        w, h = (int(v) for v in size.lower().split("x"))
+        torch.manual_seed(0)
+        model = HiNeRV(build_config(h // 2, w // 2, frames, 6, preset))
+        for stage in model.stages:
+            for i, block in enumerate(stage.blocks):
+                stage.blocks[i] = ModularBlock(block)
+                stage.blocks[i].set_modules(torch.tensor([0]), torch.rand(1, block.fc1.out_features) < krr)
+        model.eval()
+        module, full = [], []
+        for _ in range(repeats):
+            for sink, wide in ((module, False), (full, True)):
+                saved = full_width(model) if wide else {}
+                t0 = time.perf_counter()
+                for a in range(0, rendered, 4):
+                    render_frames(model, a, a + 4)
+                sink.append(time.perf_counter() - t0)
+                for block, keep in saved.items():
+                    block.keep = keep
+        tm, tf = statistics.median(module), statistics.median(full)
+        widths = model.config.channels
+        print(f"{w}x{h} preset {preset} (widths {widths}): module {tm:.3f} s, full width {tf:.3f} s, {tf / tm:.2f}x")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=20, help="frames of each scene")
@@ -112,7 +146,14 @@ def main() -> int:
     ap.add_argument("--mwt", default="mwt", help="the plugin spec (default: mwt with its defaults)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default="runs/bench_modular")
+    ap.add_argument("--scaling", nargs="*", metavar="WxH:PRESET", default=None,
+                    help="only time a module against full width on untrained models of these sizes "
+                         "(default 176x144:m 352x288:m 960x540:s)")
+    ap.add_argument("--krr", type=float, default=0.4, help="--scaling: the share of channels the module keeps")
     args = ap.parse_args()
+    if args.scaling is not None:
+        scaling(args.scaling or ["176x144:m", "352x288:m", "960x540:s"], args.krr, args.repeats)
+        return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     w, h = (int(v) for v in args.size.lower().split("x"))
