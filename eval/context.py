@@ -15,7 +15,7 @@ Subjective fields after the iLog context ontology (*what*: content class; *where
 (``eval/data/context/*.json``), matched by sequence name; a field the sidecar does not fill is ``"unknown"``: it
 is never guessed.
 
-``--sweep RUNDIR`` writes ``RUNDIR/context/<sequence>.json`` for every sequence of a sweep (the report shows them)
+``--manifest uvg`` prints the coverage of a test set from the sidecars alone. ``--sweep RUNDIR`` writes ``RUNDIR/context/<sequence>.json`` for every sequence of a sweep (the report shows them)
 and ``RUNDIR/context.md``: per-context RD and BD-rate tables (each field's values; SI and TI as low/mid/high
 terciles of the sweep), the coverage of the context cells (sequences per cell, the empty cells, the entropy of the
 distribution) and the Spearman correlation of SI and TI with the rate each codec needs for a fixed PSNR-YUV.
@@ -197,7 +197,7 @@ def coverage(contexts: dict[str, dict[str, Any]], vocab: dict[str, list[str]]) -
     grid = list(itertools.product(*axes))
     n = sum(cells.values())
     p = np.array([v / n for v in cells.values()]) if n else np.zeros(0)
-    entropy = float(-(p * np.log2(p)).sum()) if n else 0.0
+    entropy = max(0.0, float(-(p * np.log2(p)).sum())) if n else 0.0
     return {"fields": list(CELL_FIELDS), "cells": [{"cell": list(k), "sequences": v} for k, v in cells.items()],
             "grid_cells": len(grid), "empty_cells": [list(g) for g in grid if g not in cells],
             "entropy_bits": round(entropy, 4),
@@ -288,6 +288,28 @@ def context_tables(rundir: Path, contexts: dict[str, dict], psnr: float | None =
     return "\n".join(lines) + "\n"
 
 
+def manifest_coverage(name: str) -> dict[str, Any]:
+    """The coverage of a test set's manifest (``uvg``, ``mcl-jcv``) from the sidecars alone: no files needed."""
+    from eval.datasets import get_manifest
+
+    sidecars = load_sidecars()
+    contexts = {spec.name: subjective(spec.name, sidecars) for spec in get_manifest(name)}
+    return {"manifest": name, "sequences": len(contexts),
+            "unknown": {f: sum(c[f] == UNKNOWN for c in contexts.values()) for f in CELL_FIELDS},
+            **coverage(contexts, vocabulary())}
+
+
+def format_coverage(cov: dict[str, Any]) -> str:
+    lines = [f"{cov.get('manifest', 'sequences')}: {cov.get('sequences', '?')} sequences; cells over "
+             f"{' / '.join(cov['fields'])}: {len(cov['cells'])} occupied of {cov['grid_cells']}, entropy "
+             f"{cov['entropy_bits']:.3f} bits (normalised {cov['normalised_entropy']})"]
+    if "unknown" in cov:
+        lines.append("unknown: " + ", ".join(f"{f} {n}" for f, n in cov["unknown"].items()))
+    lines += [f"  {' / '.join(c['cell'])}: {c['sequences']}" for c in cov["cells"]]
+    lines.append(f"empty cells: {len(cov['empty_cells'])}")
+    return "\n".join(lines)
+
+
 def context_sweep(rundir: str | Path, psnr: float | None = None) -> Path:
     """Context records of every sequence of a sweep, and ``RUNDIR/context.md``; returns its path."""
     from codec.fileio import atomic_write_bytes
@@ -313,13 +335,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, help="first N frames of each clip")
     parser.add_argument("--sweep", metavar="RUNDIR", help="describe a sweep's sequences and join its results")
     parser.add_argument("--psnr", type=float, help="the PSNR-YUV of the Spearman rates (default the median)")
+    parser.add_argument("--manifest", help="the coverage of a test set's manifest (uvg, mcl-jcv) from the sidecars")
     args = parser.parse_args(argv)
     try:
+        if args.manifest:
+            print(format_coverage(manifest_coverage(args.manifest)))
+            return 0
         if args.sweep:
             print(f"{context_sweep(args.sweep, args.psnr)}")
             return 0
         if not args.clips:
-            parser.error("give CLIP... or --sweep RUNDIR")
+            parser.error("give CLIP..., --sweep RUNDIR or --manifest NAME")
         seqs = {Path(c).stem: {"path": c, "frames": args.frames} for c in args.clips}
         for name, rec in write_context(seqs, Path(args.out)).items():
             print(f"{name}: SI {rec['si']:.1f}, TI {rec['ti']:.1f}, motion {rec['motion']:.2f} px/frame, "

@@ -87,3 +87,13 @@ def test_spearman_of_si_with_the_rate_needed() -> None:
     rows = {r["field"]: r for r in context.spearman(contexts, records, 33.0)}
     assert rows["si"]["rho"] == pytest.approx(1.0) and rows["si"]["n"] == 4
     assert rows["ti"]["rho"] is None  # constant TI: no correlation to speak of
+
+
+def test_coverage_of_a_manifest_from_the_sidecars_alone() -> None:
+    uvg = context.manifest_coverage("uvg")
+    assert uvg["sequences"] == 7 and sum(c["sequences"] for c in uvg["cells"]) == 7
+    assert uvg["unknown"]["what"] == 0 and uvg["unknown"]["who"] == 2  # Bosphorus, YachtRide: nobody said
+    assert len(uvg["cells"]) + len(uvg["empty_cells"]) >= uvg["grid_cells"] and uvg["entropy_bits"] > 2
+    mcl = context.manifest_coverage("mcl-jcv")  # no sidecar fills it: one cell of unknowns, no diversity measured
+    assert mcl["cells"] == [{"cell": ["unknown"] * 4, "sequences": 30}] and mcl["entropy_bits"] == 0
+    assert "7 sequences" in context.format_coverage(uvg)
