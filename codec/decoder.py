@@ -70,7 +70,11 @@ def rebuild(model: nn.Module, plugins: list[Plugin]) -> nn.Module:
 
 def model_on_meta(config: HiNeRVConfig, records: tuple[PluginRecord, ...] = (), known_only: bool = False) -> nn.Module:
     """The file's model with shapes only (nothing allocated): what the tensors must fit."""
-    plugins = file_plugins(records, known_only)
+    return meta_model(config, file_plugins(records, known_only))
+
+
+def meta_model(config: HiNeRVConfig, plugins: list[Plugin]) -> nn.Module:
+    """The model ``plugins`` rebuild, on the meta device (shapes only)."""
     with torch.device("meta"):
         return rebuild(HiNeRV(config), plugins)
 
@@ -79,8 +83,7 @@ def build_model(config: HiNeRVConfig, tensors: list[QuantizedTensor],
                 plugins: tuple[PluginRecord, ...] = ()) -> HiNeRV:
     """The network described by a bitstream, with its dequantized weights."""
     live = file_plugins(plugins)
-    with torch.device("meta"):  # shapes only: nothing is allocated until the file is known to fit
-        meta = rebuild(HiNeRV(config), live)
+    meta = meta_model(config, live)  # shapes only: nothing is allocated until the file is known to fit
     for plugin in reversed(live):
         try:
             tensors = plugin.decode_tensors(meta, tensors)
@@ -100,15 +103,6 @@ def build_model(config: HiNeRVConfig, tensors: list[QuantizedTensor],
     except (LookupError, ValueError) as exc:
         raise BitstreamError(f"tensor does not fit the model: {exc}") from None
     return model.eval()
-
-
-@torch.no_grad()
-def render(model: nn.Module, frames: int, batch_size: int = 4, progress: bool = False) -> Iterator[torch.Tensor]:
-    """Yield the whole-frame output grids of frames 0..frames-1 in chunks: (B, H, W, C) in [0, 1], on the model's
-    device."""
-    for start, stop in tqdm(render_chunks(0, frames, batch_size, frames), desc="render", disable=not progress,
-                            unit="chunk"):
-        yield render_frames(model, start, stop)
 
 
 @torch.no_grad()

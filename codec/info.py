@@ -9,10 +9,10 @@ import torch
 
 from bitstream.info import describe
 from compress.hooks import PLUGINS
-from inr.model import HiNeRV, count_parameters, model_macs_per_pixel
+from inr.model import count_parameters, model_macs_per_pixel
 
 from .bitstream_io import read_bitstream, read_file_bytes
-from .decoder import file_plugins, rebuild
+from .decoder import file_plugins, meta_model
 
 
 def describe_file(path: str | os.PathLike) -> dict:
@@ -21,8 +21,7 @@ def describe_file(path: str | os.PathLike) -> dict:
     parsed = read_bitstream(data)
     fmt, frames, config = parsed.format, parsed.frames, parsed.config
     live = file_plugins(parsed.plugins, known_only=True)
-    with torch.device("meta"):
-        model = rebuild(HiNeRV(config), live)
+    model = meta_model(config, live)
     summaries = iter([p.summary(model) for p in live])  # of the records file_plugins keeps, in order
     names = [n for n, _ in model.named_parameters()]
     layout = describe(data)

@@ -120,16 +120,18 @@ class Linker:
         m = _SLOT.search(text)
         if m:
             slot = ("bpp" if m.group(2).startswith(("bpp", "bit")) else "db", float(m.group(1)))
-            text = text[:m.start()] + " at <num> " + ("<rate>" if slot[0] == "bpp" else "<quality>") + text[m.end():]
-        toks = tokens(text.replace("<num>", " ").replace("<rate>", " ").replace("<quality>", " "))
+            text = text[:m.start()] + " at " + text[m.end():]  # the slot is read: its number links nothing
+        toks = tokens(text)
         masked = list(toks)
         codec = self.codecs.link(toks)
         if codec:
-            masked[codec[2][0]:codec[2][1]] = ["<codec>"] * (codec[2][1] - codec[2][0])
-        rest = [t if m == t else " " for t, m in zip(toks, masked)]
-        sequence = self.sequences.link([t for t in rest])
+            (a, b) = codec[2]
+            masked[a:b] = ["<codec>"] * (b - a)
+        # the sequence is looked for outside the codec's words
+        sequence = self.sequences.link([" " if t == "<codec>" else t for t in masked])
         if sequence:
-            masked[sequence[2][0]:sequence[2][1]] = ["<seq>"] * (sequence[2][1] - sequence[2][0])
+            (a, b) = sequence[2]
+            masked[a:b] = ["<seq>"] * (b - a)
         point = self.find_point(toks)
         if point:
             number = point[2:] if point.startswith("qp") else None

@@ -237,7 +237,7 @@ def spearman(contexts: dict[str, dict], records: dict[str, dict[str, list[dict]]
 
 def context_tables(rundir: Path, contexts: dict[str, dict], psnr: float | None = None) -> str:
     """The Markdown of the joins: per-context RD and BD-rate tables, coverage, Spearman."""
-    from eval.report import load_run
+    from eval.runs import load_run
     from eval.sweep import average_records, bd_rows, curve
 
     run = load_run(rundir)

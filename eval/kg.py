@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from eval.runs import load_run
+
 # relation -> (record field, unit, what people call it); point relations, then sequence (context) relations
 POINT_RELATIONS = {
     "bpp": ("bpp", "bpp", "bits per pixel"),
@@ -98,29 +100,25 @@ def _finite(v: Any) -> bool:
 
 
 def build_graph(folders: Iterable[str | Path]) -> KnowledgeGraph:
-    """The graph of every finished point (and context record) under the sweep folders."""
+    """The graph of every finished point (``eval.runs.load_run``) and context record of the sweep folders."""
     kg = KnowledgeGraph()
     for folder in folders:
         folder = Path(folder)
         if not (folder / "points").is_dir():
             raise ValueError(f"{folder} is not a results folder (no points/ in it)")
-        run = kg.add(Entity(f"run:{folder.name}", "run", folder.name, [folder.name.lower()]))
-        for path in sorted((folder / "points").glob("*/*/*.json")):
-            try:
-                rec = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if not isinstance(rec, dict) or not {"sequence", "codec", "point"} <= set(rec):
-                continue
+        run = load_run(folder)
+        run_entity = kg.add(Entity(f"run:{folder.name}", "run", folder.name, [folder.name.lower()]))
+        for rec in (r for codecs in run.records.values() for recs in codecs.values() for r in recs):
             seq, codec, point = rec["sequence"], rec["codec"], rec["point"]
             kg.add(Entity(f"seq:{seq}", "sequence", seq, sequence_aliases(seq)))
             kg.add(Entity(f"codec:{codec}", "codec", codec, CODEC_ALIASES.get(codec, [codec.lower()])))
             label = f"{codec} {point} on {seq}"
             ent = kg.add(Entity(f"point:{seq}/{codec}/{point}", "point", label, point_aliases(point),
                                 {"sequence": f"seq:{seq}", "codec": f"codec:{codec}", "point": point,
-                                 "run": run.id}))
+                                 "run": run_entity.id}))
             kg.links += [(ent.id, "of_sequence", f"seq:{seq}"), (ent.id, "of_codec", f"codec:{codec}"),
-                         (ent.id, "in_run", run.id)]
+                         (ent.id, "in_run", run_entity.id)]
+            path = run.point_path(rec, ".json")
             for relation, (key, _, _) in POINT_RELATIONS.items():
                 if _finite(rec.get(key)):
                     kg.facts[(ent.id, relation)] = Fact(ent.id, relation, rec[key], str(path), key)

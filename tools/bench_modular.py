@@ -56,35 +56,31 @@ def segment_psnr(source, decoded, starts: list[int]) -> list[float]:
     return [evaluate(source.frames(a, b), decoded.frames(a, b)).psnr_yuv for a, b in zip(starts, ends)]
 
 
-def full_width(model: torch.nn.Module) -> dict:
-    """Every block's modules switched to all channels (the full network's work); returns what to restore."""
-    saved = {}
-    for block in model.modules():
-        if isinstance(block, ModularBlock):
-            saved[block] = block.keep
-            block.keep = torch.ones_like(block.keep)
-    return saved
+def module_and_full_seconds(model: torch.nn.Module, start: int, stop: int, batch: int,
+                            repeats: int) -> tuple[float, float]:
+    """Median seconds to render frames [start, stop) in batches with the modules as coded, and with every block's
+    module switched to all its channels (the full network's work, the same weights), the two in turn."""
+    blocks = [m for m in model.modules() if isinstance(m, ModularBlock)]
+    coded = [b.keep for b in blocks]
+    runs: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeats):
+        for wide in (False, True):
+            for block, keep in zip(blocks, coded):
+                block.keep = torch.ones_like(keep) if wide else keep
+            t0 = time.perf_counter()
+            for c in range(start, stop, batch):
+                render_frames(model, c, min(c + batch, stop))
+            runs[wide].append(time.perf_counter() - t0)
+    for block, keep in zip(blocks, coded):
+        block.keep = keep
+    return statistics.median(runs[False]), statistics.median(runs[True])
 
 
 def time_segments(path: Path, starts: list[int], frames: int, repeats: int) -> list[tuple[float, float]]:
-    """(module, full-width) median seconds to render each segment's frames, the two measured in turn."""
+    """(module, full-width) median seconds to render each segment's frames."""
     decoding = Decoding(read_file_bytes(path))
-    model = decoding.model
-    ends = starts[1:] + [frames]
-    out = []
-    for a, b in zip(starts, ends):
-        module, full = [], []
-        for _ in range(repeats):
-            for sink, wide in ((module, False), (full, True)):
-                saved = full_width(model) if wide else {}
-                t0 = time.perf_counter()
-                for c in range(a, b, decoding.batch):
-                    render_frames(model, c, min(c + decoding.batch, b))
-                sink.append(time.perf_counter() - t0)
-                for block, keep in saved.items():
-                    block.keep = keep
-        out.append((statistics.median(module), statistics.median(full)))
-    return out
+    return [module_and_full_seconds(decoding.model, a, b, decoding.batch, repeats)
+            for a, b in zip(starts, starts[1:] + [frames])]
 
 
 def decode_fps(paths: list[Path], start: int, stop: int, repeats: int) -> list[float]:
@@ -121,17 +117,7 @@ def scaling(sizes: list[str], krr: float, repeats: int, frames: int = 60, render
                 stage.blocks[i] = ModularBlock(block)
                 stage.blocks[i].set_modules(torch.tensor([0]), torch.rand(1, block.fc1.out_features) < krr)
         model.eval()
-        module, full = [], []
-        for _ in range(repeats):
-            for sink, wide in ((module, False), (full, True)):
-                saved = full_width(model) if wide else {}
-                t0 = time.perf_counter()
-                for a in range(0, rendered, 4):
-                    render_frames(model, a, a + 4)
-                sink.append(time.perf_counter() - t0)
-                for block, keep in saved.items():
-                    block.keep = keep
-        tm, tf = statistics.median(module), statistics.median(full)
+        tm, tf = module_and_full_seconds(model, 0, rendered, 4, repeats)
         widths = model.config.channels
         print(f"{w}x{h} preset {preset} (widths {widths}): module {tm:.3f} s, full width {tf:.3f} s, {tf / tm:.2f}x")
 
