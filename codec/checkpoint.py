@@ -12,7 +12,7 @@ import io
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +47,14 @@ class Checkpoint:
     optimizer: dict[str, Any]
     elapsed: float  # seconds of encoding before this checkpoint
     hooks: dict[str, Any]  # the plugins' state (e.g. a rate controller's lambda)
+    plan: dict[str, Any] = field(default_factory=dict)  # what the encoder decided before training (--time-budget's
+    #                                                      epochs): a resume keeps it rather than deciding again
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         torch.save({"fingerprint": self.fingerprint, "stage": self.stage, "epoch": self.epoch,
                     "model": self.model, "optimizer": self.optimizer, "elapsed": self.elapsed,
-                    "hooks": self.hooks}, buf)
+                    "hooks": self.hooks, "plan": self.plan}, buf)
         return buf.getvalue()
 
     @classmethod
@@ -60,7 +62,7 @@ class Checkpoint:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
             return cls(**{k: state[k] for k in ("fingerprint", "stage", "epoch", "model", "optimizer",
-                                                 "elapsed", "hooks")})
+                                                 "elapsed", "hooks")}, plan=state.get("plan", {}))
         except Exception as exc:  # any damage: the caller decides whether to start over
             raise ValueError(f"checkpoint {path} is unreadable: {exc.__class__.__name__}") from None
 
@@ -72,6 +74,7 @@ class Checkpointer:
         self.path = path
         self.fingerprint = fingerprint
         self.interval = interval
+        self.plan: dict[str, Any] = {}  # written into every checkpoint (Checkpoint.plan)
         self._last = time.monotonic()
 
     def save(self, stage: int, epoch: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -80,7 +83,7 @@ class Checkpointer:
         if not force and now - self._last < self.interval:
             return False
         ckpt = Checkpoint(self.fingerprint, stage, epoch, model.state_dict(), optimizer.state_dict(), elapsed,
-                          hooks)
+                          hooks, self.plan)
         atomic_write_bytes(self.path, ckpt.to_bytes())
         self._last = now
         return True

@@ -91,6 +91,10 @@ def main() -> None:
               help="Model size: xxs, xs, s, m, l, xl; auto: s, or the size that suits --target-bpp/--target-size.")
 @click.option("--params", type=int, default=None, help="Parameter budget (overrides the preset).")
 @click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Training epochs (+20% prune, +10% QAT).")
+@click.option("--width-ratio", type=float, default=DEFAULTS.width_ratio, show_default=True,
+              help="Each stage's width over the previous one's (the preset solves the first width for the budget).")
+@click.option("--min-width", type=int, default=DEFAULTS.min_width, show_default=True,
+              help="No stage narrower than this (the last one feeds the 6-output head).")
 @click.option("--bits", type=int, default=DEFAULTS.bits, show_default=True, help="Bits per quantized weight.")
 @click.option("--prune", "prune_ratio", type=float, default=DEFAULTS.prune, show_default=True,
               help="Fraction of weights pruned (uniform; sbs and entropy prune by their rate term).")
@@ -130,24 +134,33 @@ def main() -> None:
 @click.option("--bf16", is_flag=True, help="Train with bf16 autocast (GPU; the loss stays fp32).")
 @click.option("--kernels", type=click.Choice(KERNEL_MODES), default=DEFAULTS.kernels, show_default=True,
               help=KERNELS_HELP)
+@click.option("--time-budget", type=float, default=None, metavar="MINUTES",
+              help="Train for the epochs that fit in this many minutes (timed on the clip; instead of --epochs).")
+@click.option("--teacher-cache", type=click.Path(file_okay=False), default=None,
+              help="Keep the teachers of distillation plugins (indistill, sharedproj) in this folder and reuse them "
+                   "for the same clip and settings (default: beside OUT, removed when done).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted encode from OUT.ckpt.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
               help="Write a JSON report (bytes, bpp, PSNR, MS-SSIM, params, times).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
-def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, loss, frames, seed, lr, batch_size,
-           patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate, sbs_prune, plugins, device, bf16,
-           kernels, resume, json_path, quiet) -> None:
+def encode(input_path, output_path, preset, params, epochs, width_ratio, min_width, bits, prune_ratio, loss, frames,
+           seed, lr, batch_size, patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate, sbs_prune, plugins, device, bf16,
+           kernels, time_budget, teacher_cache, resume, json_path, quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
     from eval.measure import measure
 
     from .encoder import encode as run_encode
 
-    options = EncodeOptions(preset=preset, params=params, epochs=epochs, bits=bits, prune=prune_ratio, loss=loss,
+    options = EncodeOptions(preset=preset, params=params, epochs=epochs, width_ratio=width_ratio,
+                            min_width=min_width, bits=bits, prune=prune_ratio, loss=loss,
                             frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size,
                             quant=quant, lam=lam, target_bpp=target_bpp, target_size=target_size, steps=steps,
                             sbs_rate=sbs_rate, sbs_prune=sbs_prune, plugins=plugins, device=device, bf16=bf16,
-                            kernels=kernels)
+                            kernels=kernels, time_budget=time_budget, teacher_cache=teacher_cache)
+    source = click.get_current_context().get_parameter_source("epochs")
+    if time_budget is not None and source is not click.core.ParameterSource.DEFAULT:
+        raise ValueError("give --epochs or --time-budget, not both")
     if not Path(input_path).is_file():
         raise FileNotFoundError(2, "no such file", input_path)
     log = (lambda *_: None) if quiet else (lambda msg: click.echo(msg, err=True))
@@ -159,7 +172,8 @@ def encode(input_path, output_path, preset, params, epochs, bits, prune_ratio, l
     ssim = f", MS-SSIM {report.ms_ssim:.4f}" if report.ms_ssim is not None else ""
     click.echo(f"{output_path}: {report.bytes:,} bytes, {report.bpp:.4f} bpp, PSNR-YUV {report.psnr_yuv:.2f} dB "
                f"(Y {report.psnr_y:.2f}{u}){ssim}, {report.params:,} params, "
-               f"encoded in {report.encode_seconds:.0f} s")
+               f"encoded in {report.encode_seconds:.0f} s"
+               + (f" (+ {report.teacher_seconds:.0f} s of teacher)" if report.teachers else ""))
     if report.estimated_bytes is not None:
         click.echo(f"rate estimated in training: {report.estimated_bytes:,} bytes "
                    f"({100 * (report.estimated_bytes / report.bytes - 1):+.2f}% of the file)")

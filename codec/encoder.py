@@ -20,21 +20,23 @@ from compress.plugin_spec import PluginSpec, parse_plugin
 from compress.quantizers import DEFAULT_QUANTIZER, QUANTIZERS, CodingContext, Quantizer, QuantSettings
 from inr.kernels import KERNEL_MODES, resolve_kernels
 from inr.model import HiNeRV, count_parameters, quant_axis
-from inr.presets import MIN_PARAMS, PRESETS, build_config
+from inr.presets import MIN_PARAMS, PRESETS, WidthLadder, build_config
 
 from . import distributed
 from .bitstream_io import PluginRecord, stand_in_sizes, write_bitstream
+from .budget import epochs_for_budget, time_train_step
 from .checkpoint import Checkpointer, checkpoint_path, fingerprint
 from .decoder import model_on_meta
 from .fileio import atomic_write_bytes, check_writable
 from .info import measured_macs_per_pixel
 from .layout import PlaneLayout
+from .teacher import TeacherSettings, TeacherStore, provide_teachers
 from .train import StageSpec, TrainConfig, TrainingData, run_stages
 from .video import read_video
 
 # EncodeOptions fields that say how, not what, to compute (float rounding only): left out of the resume fingerprint
 # and of the sweep's record of what decided a point
-RUNTIME_FIELDS = ("kernels",)
+RUNTIME_FIELDS = ("kernels", "teacher_cache")
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
 
 
@@ -48,6 +50,8 @@ class EncodeOptions:
     epochs: int = 300  # training epochs; prune fine-tune and QAT add 20% and 10%
     prune_epochs: int | None = None  # default round(0.2 * epochs)
     qat_epochs: int | None = None  # default round(0.1 * epochs)
+    width_ratio: float = 0.5  # each stage's width over the previous one's (inr.presets.WidthLadder)
+    min_width: int = 4  # no stage narrower than this
     bits: int = 6  # bits per quantized weight (uniform; sbs: outside the search)
     prune: float = 0.15  # fraction of weights pruned (global magnitude, uniform); 0 disables the stage
     loss: str = "yuvlog"  # see codec.losses.LOSSES
@@ -68,6 +72,9 @@ class EncodeOptions:
     bf16: bool = False  # run the forward pass under bf16 autocast (the loss stays fp32)
     kernels: str = "auto"  # 'auto' | 'triton' | 'torch' (inr.model.HiNeRV.set_kernels): how, not what, to compute;
     #                        not part of the resume fingerprint
+    time_budget: float | None = None  # minutes: the epochs are those that fit (codec.budget); --epochs is ignored
+    teacher_cache: str | None = None  # folder keeping the teachers plugins ask for, for reuse (codec.teacher);
+    #                                   where, not what: not part of the resume fingerprint
 
     def __post_init__(self) -> None:
         if self.preset != "auto":
@@ -93,11 +100,24 @@ class EncodeOptions:
             raise ValueError(f"--device must be one of {', '.join(distributed.DEVICES)}, got {self.device!r}")
         if self.kernels not in KERNEL_MODES:
             raise ValueError(f"--kernels must be one of {', '.join(KERNEL_MODES)}, got {self.kernels!r}")
+        self.ladder()  # validates --width-ratio, --min-width
         TrainConfig(batch_size=self.batch_size, patch_size=self.patch_size or 0, loss=self.loss, seed=self.seed)
+        if self.time_budget is not None:
+            if not self.time_budget > 0:
+                raise ValueError(f"--time-budget must be > 0 minutes, got {self.time_budget}")
+            if self.prune_epochs is not None or self.qat_epochs is not None:
+                raise ValueError("--time-budget picks the prune and QAT epochs too: leave prune_epochs and "
+                                 "qat_epochs unset")
+        if self.teacher_cache is not None and Path(self.teacher_cache).exists() \
+                and not Path(self.teacher_cache).is_dir():
+            raise ValueError(f"--teacher-cache {self.teacher_cache} is not a folder")
         if isinstance(self.plugins, str):
             raise TypeError("plugins: expected a sequence of NAME[:key=value,...] specs, got one string")
         # canonical specs: the same plugin written two ways is one fingerprint, one file
         object.__setattr__(self, "plugins", tuple(spec.canonical() for spec in self.plugin_specs()))
+
+    def ladder(self) -> WidthLadder:
+        return WidthLadder(self.width_ratio, self.min_width)
 
     def plugin_specs(self) -> list[PluginSpec]:
         """The --plugin specs, parsed and typed (LookupError/ValueError on an unknown name, key or bad value)."""
@@ -148,6 +168,9 @@ class EncodeResult:
     options: dict[str, Any]
     estimated_bytes: int | None = None  # the file size rate-aware training estimated for these weights
     plugins: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # each plugin's summary
+    teacher_seconds: float = 0.0  # training (or reading) the plugins' teachers: not in encode_seconds
+    teachers: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # codec.teacher.TeacherReport each
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the encoder warned of (e.g. an unreachable target)
 
     @property
     def bpp(self) -> float:
@@ -161,6 +184,36 @@ def resolve_model_size(options: EncodeOptions, pixels: int, bits_per_param: floa
     if options.preset != "auto" or options.params is not None or target is None:
         return ("s" if options.preset == "auto" else options.preset), options.params
     return "auto", max(MIN_PARAMS, int(target / bits_per_param))
+
+
+def target_note(options: EncodeOptions, pixels: int, params: int, reachable: tuple[float, float]) -> str | None:
+    """One line when a fixed model size (a preset or --params) cannot meet the target: the file would land far
+    from it, whatever training does; None when it can (or there is no target, or --preset auto sizes for it)."""
+    target = options.target_bits(pixels)
+    if target is None or (options.preset == "auto" and options.params is None):
+        return None
+    low, high = reachable
+    per_param = target / params
+    if low <= per_param <= high:
+        return None
+    size = f"--params {options.params:,}" if options.params is not None else f"--preset {options.preset}"
+    bound = high if per_param > high else low
+    return (f"the target ({target / 8:,.0f} bytes, {per_param:.1f} bits a parameter) is out of reach of {size} "
+            f"({params:,} parameters): --quant {options.quant} lands near {bound * params / 8:,.0f} bytes at "
+            f"{'most' if per_param > high else 'least'}; --preset auto sizes the model for the target")
+
+
+def budget_epochs(options: EncodeOptions, quantizer: Quantizer, model: HiNeRV, data: TrainingData,
+                  train_cfg: TrainConfig, ckpt: Checkpointer, resume: bool, log) -> int:
+    """--time-budget's epochs: those of the checkpoint's plan when resuming, else from a timing of a train step."""
+    saved = ckpt.load() if resume else None
+    if saved is not None and "epochs" in saved.plan:
+        return int(saved.plan["epochs"])
+    step = time_train_step(model, data, train_cfg)
+    epochs = epochs_for_budget(60 * options.time_budget, step, data.steps_per_epoch, *quantizer.stage_cost)
+    log(f"--time-budget {options.time_budget:g} min: {epochs} epochs ({1000 * step:.0f} ms a train step, "
+        f"{data.steps_per_epoch} steps an epoch)")
+    return epochs
 
 
 def encode(input_path: str | Path, output_path: str | Path, options: EncodeOptions, resume: bool = False,
@@ -217,7 +270,7 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         options.quant_settings(), CodingContext(pixels, options.target_bits(pixels), quant_axis, file_bytes, claimed))
     preset, budget = resolve_model_size(options, pixels, quantizer.bits_per_param())
     config = build_config(*layout.grid_size, video.num_frames, layout.channels, preset if budget is None else "s",
-                          budget)
+                          budget, options.ladder())
     # what shapes the result (checkpointed, fingerprinted); plugins first: a plugin that reshapes the model at a
     # stage (low-rank factors) does so before the quantizer attaches to what is there
     hooks = HookList(plugins + quantizer.hooks())
@@ -229,14 +282,27 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     log(f"{fmt.width}x{fmt.height} {fmt.chroma} {fmt.bit_depth}-bit, {video.num_frames} frames -> HiNeRV "
         f"{preset if options.params is None else 'custom'}: {params:,} parameters, strides {config.strides}, "
         f"widths {config.channels}" + (f"; plugins {', '.join(options.plugins)}" if plugins else ""))
+    note = target_note(options, pixels, params, quantizer.reachable_bits_per_param())
+    if note is not None:
+        log(f"note: {note}")
     patch = options.resolved_patch_size(layout.grid_size)
     train_cfg = TrainConfig(options.batch_size, patch, loss=options.loss, seed=options.seed)
     data = TrainingData(grid, fmt.max_value, layout, options.batch_size, patch, device)
     ckpt = Checkpointer(checkpoint_path(output_path), fingerprint(options.result_fields(), grid),
                         checkpoint_interval)
+    if options.time_budget is not None:  # the epochs that fit, decided once: a resume keeps them
+        options = dataclasses.replace(options, epochs=budget_epochs(options, quantizer, model, data, train_cfg,
+                                                                      ckpt, resume, log))
+        ckpt.plan = {"epochs": options.epochs}
+    autocast = torch.bfloat16 if options.bf16 else None
+    teacher_store = TeacherStore(output_path, options.teacher_cache)
+    teachers = provide_teachers(  # a plugin's teacher, trained on the clip first (or read back), never coded
+        plugins, config, data, TeacherSettings(options.epochs, options.lr, train_cfg, autocast, options.ladder()), teacher_store,
+        resume, options.kernels, observers, progress, log, dist, checkpoint_interval)
+    teacher_seconds = sum(t.seconds for t in teachers)
     model, elapsed_before = run_stages(  # train -> prune -> quantization-aware training
         model, data, options.stages(quantizer), train_cfg, hooks, ckpt, resume, observers, progress, log,
-        torch.bfloat16 if options.bf16 else None, dist)
+        autocast, dist)
     if not distributed.is_main(dist):
         distributed.barrier(dist)  # until rank 0 has written the file
         return None
@@ -247,10 +313,14 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     atomic_write_bytes(output_path, data_bytes)  # write
     distributed.barrier(dist)
     ckpt.remove()
+    teacher_store.cleanup()
     coded = model_on_meta(config, plugin_records(model))  # the model as the decoder rebuilds it (plugins' too)
     return EncodeResult(
         input=str(input_path), output=str(output_path), bytes=len(data_bytes), frames=video.num_frames,
         width=fmt.width, height=fmt.height, params=count_parameters(coded),
         macs_per_pixel=measured_macs_per_pixel(coded, fmt),
-        encode_seconds=elapsed_before + time.monotonic() - start, options=dataclasses.asdict(options),
-        estimated_bytes=estimate, plugins={spec.canonical(): p.summary(model) for spec, p in zip(specs, plugins)})
+        encode_seconds=elapsed_before + time.monotonic() - start - teacher_seconds,
+        options=dataclasses.asdict(options), estimated_bytes=estimate,
+        plugins={spec.canonical(): p.summary(model) for spec, p in zip(specs, plugins)},
+        teacher_seconds=teacher_seconds, teachers=[dataclasses.asdict(t) for t in teachers],
+        notes=[] if note is None else [note])

@@ -198,7 +198,7 @@ def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: T
                 bar.update(1)
                 if i % 10 == 0 and show:
                     # the whole batch's loss: the data term already is; the parameter term counts every rank's share
-                    shown = loss.item() + (0.0 if extra is None else (1 - weight) * float(extra))
+                    shown = loss.item() + (0.0 if extra is None else (1 - weight) * float(extra.detach()))
                     bar.set_postfix(loss=f"{shown:.4f}", psnr=f"{psnr_yuv_from_mse(running):.2f}",
                                     refresh=False)
             if on_epoch_end is not None:

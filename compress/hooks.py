@@ -4,6 +4,8 @@ One trainer (``codec.train.run_stages``) runs the stages (``"train"``, ``"prune"
 ``HookList`` at fixed points; the encoder calls the export events when it writes the file, and the decoder the
 decode events when it reads one::
 
+    plugin.on_teacher(teacher)                               # encoder: each plugin whose teacher_request()
+                                                              # asked for one, once trained (codec.teacher)
     hooks.on_data(data)                                      # the clip being encoded (also on resume)
     for each stage:
         model = hooks.transform_model(stage, model)          # before the stage's optimizer exists
@@ -46,7 +48,7 @@ from torch import nn
 from bitstream.tensors import QuantizedTensor
 from common.registry import Registry
 
-__all__ = ["PLUGINS", "STAGES", "HookContext", "HookList", "Observers", "Plugin", "TrainingHook"]
+__all__ = ["PLUGINS", "STAGES", "HookContext", "HookList", "Observers", "Plugin", "TeacherRequest", "TrainingHook"]
 
 STAGES = ("train", "prune", "qat")  # train, prune + fine-tune, quantization-aware training (docs/design.md §1)
 
@@ -67,6 +69,23 @@ class HookContext:
     extras: dict[str, Any] = field(default_factory=dict)  # free-form, for hooks to share values
 
 
+@dataclass(frozen=True)
+class TeacherRequest:
+    """A wider network a plugin wants trained on the same clip before the student (``codec.teacher`` trains it with
+    the student's loss, batches and seed, train stage only: it is never pruned, quantized or written in the file)."""
+
+    preset: str = "auto"  # a preset name (inr.presets), or 'auto': ``scale`` times the student's parameters
+    scale: float = 4.0  # 'auto': teacher parameters / student parameters
+    epochs: int = 0  # training epochs; 0: the encode's --epochs
+    wider: bool = True  # every layer at least as wide as the student's (refused before training otherwise)
+
+    def __post_init__(self) -> None:
+        if not self.scale >= 1:
+            raise ValueError(f"teacher scale must be >= 1, got {self.scale}")
+        if self.epochs < 0:
+            raise ValueError(f"teacher epochs must be >= 0, got {self.epochs}")
+
+
 class TrainingHook:
     """Base class of everything that attaches to training: every method is a no-op; override what you need."""
 
@@ -75,6 +94,15 @@ class TrainingHook:
         (``codec.train.TrainingData``): ``data.frames``, ``data.grid`` (T, H, W, C) integer samples in the
         plane layout (``data.layout``; luma in its first ``data.layout.luma_channels`` channels), ``data.scale``
         (1 / the peak sample). For methods that look at the content (e.g. ``mwt``'s shot detection)."""
+
+    def teacher_request(self) -> TeacherRequest | None:
+        """A teacher this hook learns from (distillation), or None. Asked once, before training."""
+        return None
+
+    def on_teacher(self, teacher: nn.Module) -> None:
+        """Called before the first stage (and again on a resume) with the teacher ``teacher_request`` asked for:
+        trained, in eval mode, its parameters frozen, on the training device. Not in the hook's state: it is
+        handed over again on a resume."""
 
     def transform_model(self, stage: str, model: nn.Module) -> nn.Module:
         """Called before a stage starts (before its optimizer is built); return the model to train.

@@ -96,6 +96,12 @@ class Quantizer:
     name: ClassVar[str]
     default_lambda: ClassVar[float] = 0.0  # λ when --lambda is not given
     target_bits_per_param: ClassVar[float] = 3.5  # --preset auto with a target: a budget of this many bits each
+    # a fixed model's file spends about this many bits per parameter at least and at most, side information
+    # included (entropy: a 3,603-parameter model asked for 0.2 bpp landed at 14.6 bits each, issue #19)
+    reachable: ClassVar[tuple[float, float]] = (0.75, 12.0)
+    # seconds of a prune and of a QAT step per train step (--time-budget; measured on 16 frames of carphone,
+    # preset m, one thread: uniform 1.2 / 2.7, entropy 2.3 / 2.9, sbs 8.5 / 3.1)
+    stage_cost: ClassVar[tuple[float, float]] = (2.3, 2.9)
 
     def __init__(self, settings: QuantSettings, coding: CodingContext) -> None:
         self.settings, self.coding = settings, coding
@@ -107,6 +113,11 @@ class Quantizer:
     def bits_per_param(self) -> float:
         """Bits per parameter the coded file spends about: ``--preset auto`` sizes the model for a target so."""
         return self.target_bits_per_param
+
+    def reachable_bits_per_param(self) -> tuple[float, float]:
+        """The file bits per model parameter this quantizer can land a target at (a fixed model size): targets
+        outside are missed, and ``hinerv encode`` says so before training."""
+        return self.reachable
 
     def prune_stage(self) -> bool:
         """Whether the prune stage has anything to do (else it runs no epochs)."""
@@ -159,9 +170,14 @@ class Uniform(Quantizer):
 
     # ~0.96 x --bits bits per parameter land in the file, side information included: a target picks the size
     coded_fraction: ClassVar[float] = 0.96
+    stage_cost = (1.2, 2.7)
 
     def bits_per_param(self) -> float:
         return self.coded_fraction * self.settings.bits
+
+    def reachable_bits_per_param(self) -> tuple[float, float]:
+        """Uniform does not steer to a target: a fixed model lands at about ``bits_per_param`` (±15%)."""
+        return 0.85 * self.bits_per_param(), 1.15 * self.bits_per_param()
 
     def prune_stage(self) -> bool:
         return self.settings.prune > 0
@@ -195,6 +211,8 @@ class SBS(Quantizer):
     """Per-layer widths searched (SBS) in the prune stage, frozen for QAT; optionally pruning gates."""
 
     default_lambda = 5.0  # --sbs-rate linear: per bpp, as --quant entropy
+    reachable = (0.75, 8.0)  # the search picks widths of 2, 4 or 8 bits (pruned: 0)
+    stage_cost = (8.5, 3.1)
     log_lambda: ClassVar[float] = 0.1  # --sbs-rate log: of log(bits)
     target_start_lambda: ClassVar[float] = 1e-3  # with a target and no --lambda: where the controller starts
     target_max_lambda: ClassVar[dict[str, float]] = {"log": 0.3, "linear": 3.0}  # the most it may raise λ to,

@@ -43,6 +43,9 @@ class EncodeReport:
     estimated_bytes: int | None = None  # entropy: the file size rate-aware training estimated for these weights
     plugins: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # each plugin's summary
     per_frame_psnr_yuv: list[float] = dataclasses.field(default_factory=list)  # of the decoded file, frame by frame
+    teacher_seconds: float = 0.0  # the plugins' teachers (codec.teacher): apart from encode_seconds
+    teachers: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)  # the encoder's warnings (e.g. an unreachable target)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,4 +66,5 @@ def measure(result: EncodeResult, source: Video | None = None) -> EncodeReport:
         params=result.params, macs_per_pixel=result.macs_per_pixel, frames=result.frames, width=result.width,
         height=result.height, encode_seconds=result.encode_seconds, decode_seconds=decode_seconds,
         options=result.options, estimated_bytes=result.estimated_bytes, plugins=result.plugins,
-        per_frame_psnr_yuv=[float(v) for v in m.per_frame_psnr_yuv])
+        per_frame_psnr_yuv=[float(v) for v in m.per_frame_psnr_yuv], teacher_seconds=result.teacher_seconds,
+        teachers=result.teachers, notes=result.notes)

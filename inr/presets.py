@@ -54,10 +54,32 @@ def choose_strides(height: int, width: int) -> tuple[int, ...]:
     return min(candidates, key=score)
 
 
+@dataclass(frozen=True)
+class WidthLadder:
+    """How the stages' widths fall: stage i is ``ratio ** i`` x the first stage's width, and never under ``floor``.
+
+    The last stage feeds the head (6 outputs for 4:2:0: four luma sub-pixels, U, V) through one linear layer, so
+    a floor under the head's outputs makes them linear mixtures of fewer features than there are outputs.
+    """
+
+    ratio: float = 0.5
+    floor: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0.25 <= self.ratio <= 1:
+            raise ValueError(f"width ratio must be in [0.25, 1], got {self.ratio}")
+        if not 1 <= self.floor <= 256:
+            raise ValueError(f"min width must be in [1, 256], got {self.floor}")
+
+    def widths(self, first: int, stages: int) -> tuple[int, ...]:
+        return tuple(max(self.floor, int(first * self.ratio ** i)) for i in range(stages))
+
+
 def _make_config(height: int, width: int, frames: int, out_channels: int, strides: tuple[int, ...],
-                 width_c: int, grid_channels: int, grid_frames: int, local_frames: int) -> HiNeRVConfig:
+                 width_c: int, grid_channels: int, grid_frames: int, local_frames: int,
+                 ladder: WidthLadder = WidthLadder()) -> HiNeRVConfig:
     n = len(strides)
-    channels = tuple(max(4, width_c >> i) for i in range(n))
+    channels = ladder.widths(width_c, n)
     return HiNeRVConfig(
         frames=frames, height=height, width=width, out_channels=out_channels, strides=strides,
         channels=channels, depths=(3,) * (n - 1) + (1,), expansions=(4,) * (n - 1) + (1,),
@@ -81,7 +103,7 @@ def config_parameters(config: HiNeRVConfig) -> int:
 
 
 def build_config(height: int, width: int, frames: int, out_channels: int, preset: str = "s",
-                 params: int | None = None) -> HiNeRVConfig:
+                 params: int | None = None, ladder: WidthLadder = WidthLadder()) -> HiNeRVConfig:
     """The config for an output grid of ``height`` x ``width`` x ``frames`` at a preset or a parameter budget.
 
     Args:
@@ -90,6 +112,7 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
         out_channels: channels of the output grid.
         preset: a name from ``PRESETS`` (ignored when ``params`` is given).
         params: an explicit parameter budget.
+        ladder: how the widths fall from stage to stage.
     """
     spec = PRESETS.get(preset)
     if params is None:
@@ -110,11 +133,11 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
     best = None
     for width_c in range(8, 4097, 4):
         cfg = _make_config(height, width, frames, out_channels, strides, width_c, grid_channels,
-                           grid_frames, local_frames)
+                           grid_frames, local_frames, ladder)
         if config_parameters(cfg) > params:
             break
         best = cfg
     if best is None:
         best = _make_config(height, width, frames, out_channels, strides, 8, grid_channels, grid_frames,
-                            local_frames)
+                            local_frames, ladder)
     return best

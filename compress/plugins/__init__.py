@@ -2,4 +2,4 @@
 
 Importing this package registers every plugin in ``compress.hooks.PLUGINS``; ``hinerv plugins`` lists them.
 """
-from compress.plugins import cap, htsgd, kmeans, l1, lowrank, mwt  # noqa: F401  (each registers itself)
+from compress.plugins import cap, htsgd, indistill, kmeans, l1, lowrank, mwt, sharedproj  # noqa: F401  (each registers itself)

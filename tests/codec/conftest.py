@@ -1,8 +1,12 @@
 """Shared by the encode tests: observers that stop an encode part-way, as a kill would, or keep what it made."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+
+from codec.clips import make_clip
 
 from compress.hooks import TrainingHook
 
@@ -43,3 +47,11 @@ class Capture(TrainingHook):
 def capture() -> type[Capture]:
     """The Capture class: ``capture()`` is an observer that keeps the encoder's reconstruction of 6 frames."""
     return Capture
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    """6 frames of carphone, 64x48 (a module's own ``clip`` fixture takes precedence)."""
+    path = tmp_path_factory.mktemp("clip") / "carphone.y4m"
+    make_clip(path, frames=6, crop=(40, 32, 64, 48))
+    return path

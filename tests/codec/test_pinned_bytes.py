@@ -25,15 +25,23 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
 COMMON = ["--preset", "s", "--epochs", "4", "--batch-size", "2",
           "--seed", "0", "-q"]
-# case: (extra CLI options, file size, sha256 of the file)
+# case: (extra CLI options, file size, the sha256 of the file on each machine the suite has run on). The sbs and
+# entropy files came out differently (same sizes) on a second x86 machine of this workplace (2026-12-05, AVX-512,
+# fresh package installs), the same on HEAD as on the change then made, and the same whatever ATEN_CPU_CAPABILITY
+# says; the cause was not found. Each machine's bytes are deterministic, so a change of what the encoder computes
+# still moves every digest.
 PINNED = {
-    "uniform": (["--quant", "uniform"], 1280, "e8cdbca0f52deb4acf7fe29af39ec26673de1ab6e56250e2ade01400a7b5c28d"),
-    "sbs": (["--quant", "sbs"], 1528, "3f0a46fcece7783ab06a6e9e575596149ca58deefd1dff360c1b433a210a3e70"),
-    "entropy": (["--quant", "entropy"], 1607, "1762549a3ac7976a2411201dd9dc457bb372093eb93a6a8e454c4e7f70ed99f6"),
+    "uniform": (["--quant", "uniform"], 1280, ("e8cdbca0f52deb4acf7fe29af39ec26673de1ab6e56250e2ade01400a7b5c28d",)),
+    "sbs": (["--quant", "sbs"], 1528, ("3f0a46fcece7783ab06a6e9e575596149ca58deefd1dff360c1b433a210a3e70",
+                                "8a47f3fa9259930930619adaf0a5f3f4391b3f1229a9d793e8a0074854b4bb4b")),
+    "entropy": (["--quant", "entropy"], 1607, ("1762549a3ac7976a2411201dd9dc457bb372093eb93a6a8e454c4e7f70ed99f6",
+                 "9ae07b307ee29eab6a9860e24b7da347227598540cff01c6905a717777adeab5")),
     "entropy-target": (["--quant", "entropy", "--target-size", "700"], 692,
-                      "7422495fa10ea02bbd9175e76bc02a130ab913932a0285a99a9cf046ae0b9a7a"),
+                      ("7422495fa10ea02bbd9175e76bc02a130ab913932a0285a99a9cf046ae0b9a7a",
+                       "361a8e69089fbccc37119eeafe9222d5efdb7e024fcc3007b7efa1ec846d6d30")),
     "sbs-target": (["--quant", "sbs", "--target-size", "900"], 899,
-                  "143fd5ff3799c6f1678ed99be919d807f5614e6df740175045ad9078757152ae"),
+                  ("143fd5ff3799c6f1678ed99be919d807f5614e6df740175045ad9078757152ae",
+                   "7c1503e5ab541be131f42291b4de1e1a9ce12023a9e19bec1cc15819a71f4c44")),
 }
 ONE_THREAD_CLI = "import sys, torch; torch.set_num_threads(1); from codec.cli import main; sys.argv[0] = 'hinerv'; main()"
 # the Y4M each committed file decodes to
@@ -53,13 +61,13 @@ def clip(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("case", sorted(PINNED))
 def test_encode_writes_the_pinned_bytes(clip, tmp_path, case):
-    extra, size, digest = PINNED[case]
+    extra, size, digests = PINNED[case]
     out = tmp_path / f"{case}.bin"
     r = subprocess.run([sys.executable, "-c", ONE_THREAD_CLI, "encode", str(clip), str(out), *COMMON, *extra],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     data = out.read_bytes()
-    assert (len(data), hashlib.sha256(data).hexdigest()) == (size, digest), \
+    assert len(data) == size and hashlib.sha256(data).hexdigest() in digests, \
         f"{case}: the encoder now writes {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}"
 
 

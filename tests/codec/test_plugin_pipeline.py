@@ -160,7 +160,8 @@ def test_a_coded_plugin_decodes_from_the_file_alone(clip, tmp_path):
 
 
 METHODS = ["lowrank:keep=0.3,layers=all", "kmeans:bits=3,min_size=16", "cap:negatives=rana",
-           "htsgd:sigma=0.05,energy=0.3", "mwt:segments=2,threshold=0.5"]
+           "htsgd:sigma=0.05,energy=0.3", "mwt:segments=2,threshold=0.5", "indistill:scale=2.0,warmup=0.6",
+           "sharedproj:scale=2.0,mix=0.5,ramp=0.2"]
 
 
 @pytest.mark.parametrize("quant", ["uniform", "entropy"])
@@ -176,7 +177,8 @@ def test_each_method_decodes_to_the_encoders_reconstruction(clip, tmp_path, spec
     name = spec.partition(":")[0]
     summary = result.plugins[options.plugins[0]]
     assert {"lowrank": "factorised", "kmeans": "tensors_shared", "htsgd": "prunable_fraction",
-            "cap": "zero_loss_share", "mwt": "krr_mean"}[name] in summary
+            "cap": "zero_loss_share", "mwt": "krr_mean", "indistill": "warmup_steps",
+            "sharedproj": "projections"}[name] in summary
     assert list(summary.values())[0] or name == "htsgd"
     info = describe_file(out)
     assert info["plugins"][0]["name"] == name and info["macs_per_pixel"] > 0
@@ -188,11 +190,13 @@ def test_each_method_decodes_to_the_encoders_reconstruction(clip, tmp_path, spec
 
 
 @pytest.mark.parametrize("spec,stage", [(METHODS[0], "qat"), (METHODS[1], "qat"), (METHODS[2], "prune"),
-                                        (METHODS[4], "train"), (METHODS[4], "prune")])
+                                        (METHODS[4], "train"), (METHODS[4], "prune"), (METHODS[5], "train"),
+                                        (METHODS[6], "train")])
 def test_a_method_with_state_resumes_to_the_same_bytes(clip, tmp_path, spec, stage, interrupt):
     """lowrank rebuilds its layers from its ranks, kmeans its clusters; cap, stopped mid-way through its pruning,
     its banks (the dense model and a snapshot) and its importance scores; mwt its mask generators and running
-    masks (train), or its modules (prune)."""
+    masks (train), or its modules (prune); indistill, stopped in its curriculum, its teacher (kept beside the
+    output) and its phase; sharedproj its teacher, its projections and their optimizer."""
     options = dataclasses.replace(FAST, plugins=(spec,))
     ref, out = tmp_path / "ref.bin", tmp_path / "resumed.bin"
     encode(clip, ref, options, **QUIET)

@@ -39,3 +39,16 @@ def test_unknown_preset_lists_known_ones():
 def test_budget_too_small_is_refused():
     with pytest.raises(ValueError, match="at least"):
         build_config(72, 88, 10, 6, params=10)
+
+
+def test_the_width_ladder_falls_by_its_ratio_down_to_its_floor():
+    from inr.presets import WidthLadder
+
+    assert WidthLadder().widths(28, 3) == (28, 14, 7)  # HiNeRV's halving, as before
+    assert WidthLadder(0.5, 12).widths(28, 3) == (28, 14, 12)
+    assert WidthLadder(1.0, 4).widths(10, 3) == (10, 10, 10)
+    config = build_config(72, 88, 16, 6, "s", 24000, WidthLadder(0.5, 12))
+    assert min(config.channels) >= 12 and config_parameters(config) <= 24000
+    assert build_config(72, 88, 16, 6, "s", 12000).channels[-1] < 12  # the default lets the last stage go under the head
+    with pytest.raises(ValueError, match="width ratio"):
+        WidthLadder(2.0)

@@ -1,0 +1,97 @@
+"""What the encoder decides before training: ``--time-budget``'s epochs (timed on the clip, kept by a resume) and
+the note that a fixed model size cannot meet a target."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import codec.encoder as encoder_module
+from codec.budget import epochs_for_budget, time_train_step
+from codec.encoder import EncodeOptions, encode, target_note
+from codec.layout import PlaneLayout
+from codec.train import TrainConfig, TrainingData
+from codec.video import read_video
+from inr.model import HiNeRV
+from inr.presets import build_config
+
+ROOT = Path(__file__).resolve().parents[2]
+QUIET = dict(progress=False, log=lambda *_: None, checkpoint_interval=0)
+
+
+def test_epochs_for_budget_fill_it_with_the_other_stages_priced_in():
+    # 10 steps an epoch at 0.1 s: 1 s a train epoch; prune (0.2 x 2.0) and QAT (0.1 x 3.0) add 0.7 s
+    assert epochs_for_budget(170.0, 0.1, 10, 2.0, 3.0) == 100
+    assert epochs_for_budget(169.0, 0.1, 10, 2.0, 3.0) == 99
+    assert epochs_for_budget(0.5, 0.1, 10, 2.0, 3.0) == 1  # never none
+
+
+def test_timing_a_step_leaves_the_model_and_the_random_state_alone(clip):
+    video = read_video(clip)
+    layout = PlaneLayout.for_format(video.format)
+    data = TrainingData(layout.planes_to_grid(video.planes), video.format.max_value, layout, 2)
+    model = HiNeRV(build_config(*layout.grid_size, video.num_frames, layout.channels, "s"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    seconds = time_train_step(model, data, TrainConfig())
+    assert 0 < seconds < 10
+    assert torch.equal(torch.rand(3), expected)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_a_budget_picks_the_epochs_and_a_resume_keeps_them(clip, tmp_path, interrupt, monkeypatch):
+    options = EncodeOptions(preset="s", batch_size=2, time_budget=0.05, quant="entropy")
+    monkeypatch.setattr(encoder_module, "time_train_step", lambda *a, **k: 0.1)  # 3 s at 3 steps x 0.1 s x 1.87
+    ref = encode(clip, tmp_path / "ref.bin", options, **QUIET)
+    assert ref.options["epochs"] == epochs_for_budget(3.0, 0.1, 3, 2.3, 2.9) == 5
+    with pytest.raises(KeyboardInterrupt):
+        encode(clip, tmp_path / "out.bin", options, observers=[interrupt("train", 4)], **QUIET)
+    monkeypatch.setattr(encoder_module, "time_train_step", lambda *a, **k: 0.01)  # a faster machine now
+    resumed = encode(clip, tmp_path / "out.bin", options, resume=True, **QUIET)
+    assert resumed.options["epochs"] == 5
+    assert (tmp_path / "out.bin").read_bytes() == (tmp_path / "ref.bin").read_bytes()
+    fresh = encode(clip, tmp_path / "fresh.bin", options, **QUIET)  # not resumed: timed afresh
+    assert fresh.options["epochs"] == epochs_for_budget(3.0, 0.01, 3, 2.3, 2.9)
+
+
+def test_a_budget_refuses_fixed_stage_epochs():
+    with pytest.raises(ValueError, match="time-budget"):
+        EncodeOptions(time_budget=1.0, qat_epochs=2)
+    with pytest.raises(ValueError, match="time-budget"):
+        EncodeOptions(time_budget=0.0)
+
+
+@pytest.mark.parametrize("options,params,expected", [
+    (EncodeOptions(preset="xs", target_bpp=0.2), 3603, "at most"),  # issue #19's case: 22 bits a parameter
+    (EncodeOptions(preset="xl", target_bpp=0.001), 200_000, "at least"),
+    (EncodeOptions(preset="s", target_bpp=0.02), 3894, None),  # 2.1 bits a parameter: reachable
+    (EncodeOptions(target_bpp=0.2), 3603, None),  # --preset auto sizes the model
+    (EncodeOptions(preset="xs"), 3603, None)])  # no target
+def test_an_unreachable_target_is_named(options, params, expected):
+    note = target_note(options, 16 * 176 * 144, params, (0.75, 12.0))
+    assert (note is None) == (expected is None)
+    if expected:
+        assert expected in note and "--preset auto" in note and f"{params:,} parameters" in note
+
+
+def test_cli_says_it_before_training_and_in_json(clip, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    report = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, "-m", "codec.cli", "encode", str(clip), str(tmp_path / "o.bin"), "--preset",
+                        "xs", "--target-bpp", "3", "--epochs", "2", "--quant", "entropy", "--json", str(report)],
+                       cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    note = [line for line in r.stderr.splitlines() if "out of reach" in line]
+    assert len(note) == 1 and r.stderr.index(note[0]) < r.stderr.index("train:")
+    assert json.loads(report.read_text())["notes"] == [note[0].removeprefix("note: ")]
+    both = subprocess.run([sys.executable, "-m", "codec.cli", "encode", str(clip), str(tmp_path / "p.bin"),
+                           "--epochs", "5", "--time-budget", "1"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert both.returncode == 2 and "not both" in both.stderr and not (tmp_path / "p.bin").exists()

@@ -1,0 +1,135 @@
+"""hinerv against x265 veryslow on the validation set (``eval.datasets.validation``), clip by clip, tune and check
+halves apart: BD-rate on PSNR-YUV (6:1:1, pchip) and the PSNR-Y and PSNR-YUV gaps at equal rate (BD-PSNR).
+
+Per clip: x265 veryslow at fixed QPs (``--qps``), then one hinerv encode at each x265 point's rate
+(``--target-bpp``, capped at ``--max-bpp``), so both curves cover one range. hinerv runs as a user runs it: the CLI
+with its defaults plus whatever follows ``--`` (e.g. ``-- --epochs 150 --loss mse``). Every figure is measured on
+the decoded files; bpp is the file's size. Points are kept (``OUT/NAME/*.json``): a rerun only adds what is missing,
+so another ``--`` set needs another ``--out``.
+
+    python tools/bench_rd_x265.py --out runs/rd_x265 --jobs 2
+    python tools/bench_rd_x265.py --out runs/rd_x265_mse --split tune -- --loss mse
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from codec.y4m import write_y4m  # noqa: E402
+from eval.anchors import run_anchor_ladder  # noqa: E402
+from eval.bdrate import bd_psnr, bd_rate  # noqa: E402
+from eval.datasets.validation import SPLITS, validation_clip  # noqa: E402
+
+
+def anchor_points(video, folder: Path, qps: list[int]) -> list[dict]:
+    """x265 veryslow at each QP (kept in ``x265.json``)."""
+    path = folder / "x265.json"
+    if not path.exists():
+        points = [{"qp": r.qp, "bpp": r.bpp, "bytes": r.bytes, "psnr_y": m.psnr_y, "psnr_u": m.psnr_u,
+                   "psnr_v": m.psnr_v, "psnr_yuv": m.psnr_yuv}
+                  for r, m in run_anchor_ladder(video, "x265", qps, msssim=False)]
+        path.write_text(json.dumps(points, indent=2))
+    return json.loads(path.read_text())
+
+
+def hinerv_point(clip: Path, folder: Path, bpp: float, extra: list[str], threads: int) -> dict:
+    """One ``hinerv encode --target-bpp`` of the clip (its --json report, kept)."""
+    report = folder / f"hinerv_{bpp:.4f}.json"
+    if not report.exists():
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        r = subprocess.run([sys.executable, "-m", "codec.cli", "encode", str(clip), str(report.with_suffix(".bin")),
+                            "-q", "--target-bpp", f"{bpp:.4f}", "--json", str(report), *extra],
+                           cwd=ROOT, capture_output=True, text=True, env=env)
+        if r.returncode:
+            raise SystemExit(f"hinerv encode {clip.name} at {bpp:.4f} bpp failed:\n{r.stderr[-2000:]}")
+        print(f"  {folder.name} {bpp:.4f} bpp: {r.stdout.strip().splitlines()[0].split(': ', 1)[1]}", flush=True)
+    return json.loads(report.read_text())
+
+
+def compare(anchor: list[dict], test: list[dict]) -> dict:
+    """BD-rate (PSNR-YUV) and BD-PSNR (Y, YUV) of ``test`` against ``anchor``."""
+    def curve(points, metric):
+        return [p["bpp"] for p in points], [p[metric] for p in points]
+
+    rate = bd_rate(*curve(anchor, "psnr_yuv"), *curve(test, "psnr_yuv"))
+    dy = bd_psnr(*curve(anchor, "psnr_y"), *curve(test, "psnr_y"))
+    dyuv = bd_psnr(*curve(anchor, "psnr_yuv"), *curve(test, "psnr_yuv"))
+    return {"bd_rate": rate.bd_rate_pchip, "bd_note": rate.note, "d_psnr_y": dy.bd_psnr_pchip,
+            "d_psnr_yuv": dyuv.bd_psnr_pchip}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "rd_x265")
+    ap.add_argument("--split", choices=["tune", "check", "all"], default="all")
+    ap.add_argument("--clips", nargs="*", help="these clips instead of a split")
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--qps", default="27,32,37,42", help="x265 QPs; hinerv targets their rates")
+    ap.add_argument("--max-bpp", type=float, default=0.6, help="hinerv targets above this are left out")
+    ap.add_argument("--jobs", type=int, default=1, help="hinerv encodes at once (threads split between them)")
+    ap.add_argument("extra", nargs=argparse.REMAINDER, help="-- then hinerv encode options for every point")
+    args = ap.parse_args()
+    extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
+    names = args.clips or (SPLITS["tune"] + SPLITS["check"] if args.split == "all" else SPLITS[args.split])
+    split_of = {n: s for s, ns in SPLITS.items() for n in ns}
+    qps = [int(q) for q in args.qps.split(",")]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    work, anchors = [], {}
+    for name in names:
+        folder = args.out / name
+        folder.mkdir(parents=True, exist_ok=True)
+        clip = folder / "clip.y4m"
+        video = validation_clip(name, args.frames)
+        if not clip.exists():
+            write_y4m(clip, video)
+        anchors[name] = anchor_points(video, folder, qps)
+        work += [(name, clip, folder, p["bpp"]) for p in anchors[name] if p["bpp"] <= args.max_bpp]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        done = list(pool.map(lambda w: (w[0], hinerv_point(w[1], w[2], w[3], extra, threads)), work))
+    rows = []
+    for name in names:
+        points = sorted((p for n, p in done if n == name), key=lambda p: p["bpp"])
+        row = {"clip": name, "split": split_of.get(name, "-"), **compare(anchors[name], points),
+               "points": [{k: p[k] for k in ("bpp", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv")} for p in points],
+               "x265": anchors[name]}
+        rows.append(row)
+    (args.out / "table.json").write_text(json.dumps({"extra": extra, "frames": args.frames, "rows": rows}, indent=2))
+    print_table(rows, extra, args)
+
+
+def print_table(rows: list[dict], extra: list[str], args) -> None:
+    lines = [f"hinerv encode {' '.join(extra) or '(defaults)'} --target-bpp at x265's rates, {args.frames} frames "
+             f"of 176x144, against x265 veryslow QP {args.qps}", "",
+             "| split | clip | BD-rate (PSNR-YUV) | ΔPSNR-Y at equal rate | ΔPSNR-YUV | hinerv Y/U/V dB at its points |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        planes = "; ".join(f"{p['psnr_y']:.1f}/{p['psnr_u']:.1f}/{p['psnr_v']:.1f}" for p in r["points"])
+        lines.append(f"| {r['split']} | {r['clip']} | {fmt(r['bd_rate'], '%')} | {fmt(r['d_psnr_y'], ' dB')} | "
+                     f"{fmt(r['d_psnr_yuv'], ' dB')} | {planes} |")
+    for split in ("tune", "check"):
+        vals = [r["bd_rate"] for r in rows if r["split"] == split and math.isfinite(r["bd_rate"])]
+        dy = [r["d_psnr_y"] for r in rows if r["split"] == split and math.isfinite(r["d_psnr_y"])]
+        if vals:
+            lines.append(f"| {split} | **mean** | {fmt(statistics.fmean(vals), '%')} | "
+                         f"{fmt(statistics.fmean(dy), ' dB') if dy else '—'} | | |")
+    text = "\n".join(lines)
+    (args.out / "table.md").write_text(text + "\n")
+    print(text)
+
+
+def fmt(value: float, unit: str) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value:+.1f}{unit}"
+
+
+if __name__ == "__main__":
+    main()
