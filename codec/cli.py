@@ -145,8 +145,8 @@ def main() -> None:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
 def encode(input_path, output_path, preset, params, epochs, width_ratio, min_width, bits, prune_ratio, loss, frames,
-           seed, lr, batch_size, patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate, sbs_prune, plugins, device, bf16,
-           kernels, time_budget, teacher_cache, resume, json_path, quiet) -> None:
+           seed, lr, batch_size, patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate, sbs_prune, plugins,
+           device, bf16, kernels, time_budget, teacher_cache, resume, json_path, quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
     from eval.measure import measure
 

@@ -166,11 +166,12 @@ class EncodeResult:
     macs_per_pixel: float  # multiply-accumulates per luma pixel to render a frame, counted on that model
     encode_seconds: float
     options: dict[str, Any]
+    encode_cpu_seconds: float = 0.0  # CPU time of this process's encode, all threads, teachers apart
     estimated_bytes: int | None = None  # the file size rate-aware training estimated for these weights
     plugins: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # each plugin's summary
     teacher_seconds: float = 0.0  # training (or reading) the plugins' teachers: not in encode_seconds
     teachers: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # codec.teacher.TeacherReport each
-    notes: list[str] = dataclasses.field(default_factory=list)  # what the encoder warned of (e.g. an unreachable target)
+    notes: list[str] = dataclasses.field(default_factory=list)  # the encoder's warnings (e.g. an unreachable target)
 
     @property
     def bpp(self) -> float:
@@ -242,7 +243,7 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
             log, checkpoint_interval: float, dist: distributed.DistContext | None,
             device: torch.device) -> EncodeResult | None:
     """``encode`` as one rank: the result on rank 0 (or a single process), None on the others."""
-    start = time.monotonic()
+    start, cpu_start = time.monotonic(), time.process_time()
     check_writable(output_path)  # a read-only or missing output folder fails before training, not after
     video = read_video(input_path, frames=options.frames)  # load
     fmt = video.format
@@ -296,9 +297,10 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         ckpt.plan = {"epochs": options.epochs}
     autocast = torch.bfloat16 if options.bf16 else None
     teacher_store = TeacherStore(output_path, options.teacher_cache)
+    teacher_settings = TeacherSettings(options.epochs, options.lr, train_cfg, autocast, options.ladder())
     teachers = provide_teachers(  # a plugin's teacher, trained on the clip first (or read back), never coded
-        plugins, config, data, TeacherSettings(options.epochs, options.lr, train_cfg, autocast, options.ladder()), teacher_store,
-        resume, options.kernels, observers, progress, log, dist, checkpoint_interval)
+        plugins, config, data, teacher_settings, teacher_store, resume, options.kernels, observers, progress, log,
+        dist, checkpoint_interval)
     teacher_seconds = sum(t.seconds for t in teachers)
     model, elapsed_before = run_stages(  # train -> prune -> quantization-aware training
         model, data, options.stages(quantizer), train_cfg, hooks, ckpt, resume, observers, progress, log,
@@ -320,6 +322,7 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         width=fmt.width, height=fmt.height, params=count_parameters(coded),
         macs_per_pixel=measured_macs_per_pixel(coded, fmt),
         encode_seconds=elapsed_before + time.monotonic() - start - teacher_seconds,
+        encode_cpu_seconds=time.process_time() - cpu_start - sum(t.cpu_seconds for t in teachers),
         options=dataclasses.asdict(options), estimated_bytes=estimate,
         plugins={spec.canonical(): p.summary(model) for spec, p in zip(specs, plugins)},
         teacher_seconds=teacher_seconds, teachers=[dataclasses.asdict(t) for t in teachers],

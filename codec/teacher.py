@@ -68,11 +68,14 @@ class TeacherReport:
     channels: tuple[int, ...]
     epochs: int
     cached: bool  # read from a file (a cache or a resumed encode) rather than trained by this encode
-    train_seconds: float  # what training it took, whenever that was
+    train_seconds: float  # what training it took, whenever that was (wall clock)
+    train_cpu_seconds: float  # the CPU time of that training, all threads (a resumed one: since the resume)
     seconds: float  # what it cost this encode (training it, or reading it)
+    cpu_seconds: float  # the CPU time of that, all threads
 
 
-def teacher_config(request: TeacherRequest, student: HiNeRVConfig, ladder: WidthLadder = WidthLadder()) -> HiNeRVConfig:
+def teacher_config(request: TeacherRequest, student: HiNeRVConfig,
+                   ladder: WidthLadder = WidthLadder()) -> HiNeRVConfig:
     """The teacher's config: the student's clip at the requested preset or ``scale`` x the student's parameters.
 
     Raises ValueError when it cannot teach the student layer by layer: other strides, or (``wider``) a layer
@@ -127,17 +130,17 @@ class TeacherStore:
                 path.unlink(missing_ok=True)
 
 
-def save_teacher(path: Path, key: str, model: HiNeRV, train_seconds: float) -> None:
+def save_teacher(path: Path, key: str, model: HiNeRV, train_seconds: float, train_cpu_seconds: float) -> None:
     buf = io.BytesIO()
     torch.save({"key": key, "config": json.dumps(dataclasses.asdict(model.config)),
                 "state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "train_seconds": float(train_seconds)}, buf)
+                "train_seconds": float(train_seconds), "train_cpu_seconds": float(train_cpu_seconds)}, buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_teacher(path: Path, key: str, config: HiNeRVConfig) -> tuple[HiNeRV, float] | None:
-    """(model, its training seconds) from ``path`` if it holds the teacher with ``key``; None if absent,
-    damaged or another's (the caller trains it afresh)."""
+def load_teacher(path: Path, key: str, config: HiNeRVConfig) -> tuple[HiNeRV, float, float] | None:
+    """(model, its training's wall and CPU seconds) from ``path`` if it holds the teacher with ``key``; None if
+    absent, damaged or another's (the caller trains it afresh)."""
     if not path.is_file():
         return None
     try:
@@ -146,7 +149,7 @@ def load_teacher(path: Path, key: str, config: HiNeRVConfig) -> tuple[HiNeRV, fl
             return None
         model = HiNeRV(config)
         model.load_state_dict(saved["state"])
-        return model, float(saved["train_seconds"])
+        return model, float(saved["train_seconds"]), float(saved["train_cpu_seconds"])
     except Exception:  # damaged: train afresh
         return None
 
@@ -172,35 +175,37 @@ def provide_teachers(plugins: Sequence[TrainingHook], student: HiNeRVConfig, dat
         train_settings = settings.with_epochs(request)
         key = teacher_key(config, train_settings, data.grid)
         if key not in made:
-            start = time.monotonic()
+            start, cpu_start = time.monotonic(), time.process_time()
             weights, ckpt_path = store.paths(key)
             found = load_teacher(weights, key, config) if store.reusable(resume) else None
             if found is None:
                 weights.parent.mkdir(parents=True, exist_ok=True)
-                model, train_seconds = _train(config, request.epochs or settings.epochs, settings, data, key,
-                                              Checkpointer(ckpt_path, key, checkpoint_interval),
-                                              store.reusable(resume), kernels, observers, progress, log, dist)
+                model, train_seconds, train_cpu = _train(
+                    config, request.epochs or settings.epochs, settings, data, key,
+                    Checkpointer(ckpt_path, key, checkpoint_interval), store.reusable(resume), kernels, observers,
+                    progress, log, dist)
                 if distributed.is_main(dist):
-                    save_teacher(weights, key, model, train_seconds)
+                    save_teacher(weights, key, model, train_seconds, train_cpu)
                     Checkpointer(ckpt_path, key).remove()
             else:
-                model, train_seconds = found
+                model, train_seconds, train_cpu = found
                 model.to(data.device)
                 log(f"teacher {request.preset}: {count_parameters(model):,} parameters, read from {weights}")
             if store.cache is None:
                 store.made += [weights, ckpt_path]
             made[key] = model.eval().requires_grad_(False).set_kernels(kernels)
             reports.append(TeacherReport(request.preset, count_parameters(model), config.channels,
-                                         train_settings["epochs"], found is not None, train_seconds,
-                                         time.monotonic() - start))
+                                         train_settings["epochs"], found is not None, train_seconds, train_cpu,
+                                         time.monotonic() - start, time.process_time() - cpu_start))
         plugin.on_teacher(made[key])
     return reports
 
 
 def _train(config: HiNeRVConfig, epochs: int, settings: TeacherSettings, data: TrainingData, key: str,
            checkpointer: Checkpointer, resume: bool, kernels: str, observers: TrainingHook | None, progress: bool,
-           log, dist) -> tuple[HiNeRV, float]:
-    """A teacher trained on ``data`` (resumed from ``checkpointer`` when allowed and present)."""
+           log, dist) -> tuple[HiNeRV, float, float]:
+    """(teacher, wall seconds, CPU seconds) trained on ``data`` (resumed from ``checkpointer`` when allowed and
+    present: the wall seconds count those before the resume, the CPU seconds this process's only)."""
     devices = [data.device] if data.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(settings.train.seed)
@@ -211,8 +216,8 @@ def _train(config: HiNeRVConfig, epochs: int, settings: TeacherSettings, data: T
                 checkpointer.load()
             except ValueError:  # damaged: start over
                 checkpointer.remove()
-        start = time.monotonic()
+        start, cpu_start = time.monotonic(), time.process_time()
         model, before = run_stages(model, data, [StageSpec("teacher", epochs, settings.lr)], settings.train,
-                                   HookList([]), checkpointer, resume, observers, progress, log, settings.autocast_dtype,
-                                   dist)
-    return model, before + time.monotonic() - start
+                                   HookList([]), checkpointer, resume, observers, progress, log,
+                                   settings.autocast_dtype, dist)
+    return model, before + time.monotonic() - start, time.process_time() - cpu_start

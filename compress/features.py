@@ -120,8 +120,8 @@ class TeacherFeatures:
 
 @torch.no_grad()
 def channel_importance(model: nn.Module) -> list[torch.Tensor]:
-    """Of a plain HiNeRV (a teacher): per layer (``layer_modules`` order), each channel's L1 norm of the weights that write it, each writer's
-    norms divided by their mean so layers of other kinds weigh alike.
+    """Of a plain HiNeRV (a teacher): per layer (``layer_modules`` order), each channel's L1 norm of the weights
+    that write it, each writer's norms divided by their mean so layers of other kinds weigh alike.
 
     The grid's channels are written by the grid's values; the stem's by its filters; a stage's residual stream
     by its blocks' ``fc2`` rows, and, where the stage's first block keeps the width (a residual), by what wrote

@@ -40,6 +40,7 @@ class EncodeReport:
     encode_seconds: float
     decode_seconds: float
     options: dict[str, Any]
+    encode_cpu_seconds: float = 0.0  # CPU time of the encode, all threads, teachers apart
     estimated_bytes: int | None = None  # entropy: the file size rate-aware training estimated for these weights
     plugins: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # each plugin's summary
     per_frame_psnr_yuv: list[float] = dataclasses.field(default_factory=list)  # of the decoded file, frame by frame
@@ -64,7 +65,8 @@ def measure(result: EncodeResult, source: Video | None = None) -> EncodeReport:
         input=result.input, output=result.output, bytes=result.bytes, bpp=result.bpp, psnr_y=m.psnr_y,
         psnr_u=m.psnr_u, psnr_v=m.psnr_v, psnr_yuv=m.psnr_yuv, psnr_rgb=m.psnr_rgb, ms_ssim=m.ms_ssim,
         params=result.params, macs_per_pixel=result.macs_per_pixel, frames=result.frames, width=result.width,
-        height=result.height, encode_seconds=result.encode_seconds, decode_seconds=decode_seconds,
+        height=result.height, encode_seconds=result.encode_seconds, encode_cpu_seconds=result.encode_cpu_seconds,
+        decode_seconds=decode_seconds,
         options=result.options, estimated_bytes=result.estimated_bytes, plugins=result.plugins,
         per_frame_psnr_yuv=[float(v) for v in m.per_frame_psnr_yuv], teacher_seconds=result.teacher_seconds,
         teachers=result.teachers, notes=result.notes)

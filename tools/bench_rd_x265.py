@@ -42,9 +42,13 @@ def anchor_points(video, folder: Path, qps: list[int]) -> list[dict]:
     return json.loads(path.read_text())
 
 
-def hinerv_point(clip: Path, folder: Path, bpp: float, extra: list[str], threads: int) -> dict:
-    """One ``hinerv encode --target-bpp`` of the clip (its --json report, kept)."""
+def hinerv_point(clip: Path, folder: Path, bpp: float, extra: list[str], threads: int,
+                 bits_per_param: float | None = None, pixels: int = 0) -> dict:
+    """One ``hinerv encode --target-bpp`` of the clip (its --json report, kept); with ``bits_per_param``, the model
+    sized for the target at that many bits a parameter (``--params``) instead of ``--preset auto``'s."""
     report = folder / f"hinerv_{bpp:.4f}.json"
+    if bits_per_param is not None:
+        extra = [*extra, "--params", str(int(bpp * pixels / bits_per_param))]
     if not report.exists():
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         r = subprocess.run([sys.executable, "-m", "codec.cli", "encode", str(clip), str(report.with_suffix(".bin")),
@@ -77,6 +81,8 @@ def main() -> None:
     ap.add_argument("--qps", default="27,32,37,42", help="x265 QPs; hinerv targets their rates")
     ap.add_argument("--max-bpp", type=float, default=0.6, help="hinerv targets above this are left out")
     ap.add_argument("--jobs", type=int, default=1, help="hinerv encodes at once (threads split between them)")
+    ap.add_argument("--bits-per-param", type=float, default=None,
+                    help="size each model for its target at this many bits a parameter (default: --preset auto's)")
     ap.add_argument("extra", nargs=argparse.REMAINDER, help="-- then hinerv encode options for every point")
     args = ap.parse_args()
     extra = args.extra[1:] if args.extra[:1] == ["--"] else args.extra
@@ -93,9 +99,11 @@ def main() -> None:
         if not clip.exists():
             write_y4m(clip, video)
         anchors[name] = anchor_points(video, folder, qps)
-        work += [(name, clip, folder, p["bpp"]) for p in anchors[name] if p["bpp"] <= args.max_bpp]
+        pixels = video.format.width * video.format.height * video.num_frames
+        work += [(name, clip, folder, p["bpp"], pixels) for p in anchors[name] if p["bpp"] <= args.max_bpp]
     with ThreadPoolExecutor(args.jobs) as pool:
-        done = list(pool.map(lambda w: (w[0], hinerv_point(w[1], w[2], w[3], extra, threads)), work))
+        done = list(pool.map(lambda w: (w[0], hinerv_point(w[1], w[2], w[3], extra, threads, args.bits_per_param,
+                                                           w[4])), work))
     rows = []
     for name in names:
         points = sorted((p for n, p in done if n == name), key=lambda p: p["bpp"])
@@ -103,13 +111,15 @@ def main() -> None:
                "points": [{k: p[k] for k in ("bpp", "psnr_y", "psnr_u", "psnr_v", "psnr_yuv")} for p in points],
                "x265": anchors[name]}
         rows.append(row)
-    (args.out / "table.json").write_text(json.dumps({"extra": extra, "frames": args.frames, "rows": rows}, indent=2))
+    (args.out / "table.json").write_text(json.dumps({"extra": extra, "bits_per_param": args.bits_per_param,
+                                                     "frames": args.frames, "rows": rows}, indent=2))
     print_table(rows, extra, args)
 
 
 def print_table(rows: list[dict], extra: list[str], args) -> None:
-    lines = [f"hinerv encode {' '.join(extra) or '(defaults)'} --target-bpp at x265's rates, {args.frames} frames "
-             f"of 176x144, against x265 veryslow QP {args.qps}", "",
+    sizing = "" if args.bits_per_param is None else f", models of {args.bits_per_param:g} bits a parameter"
+    lines = [f"hinerv encode {' '.join(extra) or '(defaults)'} --target-bpp at x265's rates{sizing}, "
+             f"{args.frames} frames of 176x144, against x265 veryslow QP {args.qps}", "",
              "| split | clip | BD-rate (PSNR-YUV) | ΔPSNR-Y at equal rate | ΔPSNR-YUV | hinerv Y/U/V dB at its points |",
              "|---|---|---|---|---|---|"]
     for r in rows:

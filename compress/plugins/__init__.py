@@ -2,4 +2,5 @@
 
 Importing this package registers every plugin in ``compress.hooks.PLUGINS``; ``hinerv plugins`` lists them.
 """
-from compress.plugins import cap, htsgd, indistill, kmeans, l1, lowrank, mwt, sharedproj  # noqa: F401  (each registers itself)
+# each registers itself
+from compress.plugins import cap, htsgd, indistill, kmeans, l1, lowrank, mwt, sharedproj  # noqa: F401

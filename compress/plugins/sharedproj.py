@@ -63,7 +63,8 @@ def mix_probability(step: int, total: int, mix: float, ramp: float) -> float:
     return mix * min(1.0, step / max(1.0, ramp * total))
 
 
-def shared_projections(teacher_widths: tuple[int, ...], student_widths: tuple[int, ...]) -> tuple[nn.ModuleDict, list[str]]:
+def shared_projections(teacher_widths: tuple[int, ...],
+                       student_widths: tuple[int, ...]) -> tuple[nn.ModuleDict, list[str]]:
     """(one projection per distinct (teacher, student) width pair, the key of each layer's)."""
     projections, keys = nn.ModuleDict(), []
     for ct, cs in zip(teacher_widths, student_widths):
@@ -127,7 +128,8 @@ class SharedProjections(LearnsFromTeacher):
             self.last_mse = float(mse.mean().detach())
         self.steps += 1
         if self.mixes(ctx):
-            lifted = F.linear(maps[0].float(), self.projections[self.keys[0]].weight.T)  # Uᵀ: the student's grid, widened
+            up = self.projections[self.keys[0]].weight.T  # Uᵀ: the student's grid features, widened
+            lifted = F.linear(maps[0].float(), up)
             out = self.teacher_with_grid(lifted, t, region)
             mix_loss = torch.log(F.mse_loss(out.float(), target).clamp_min(1e-10))
             loss = loss + self.options.mix_weight * mix_loss

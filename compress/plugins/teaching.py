@@ -71,7 +71,8 @@ class LearnsFromTeacher(Plugin):
             self.tap = None
             self.features = None  # the teacher's maps are not needed after the train stage
 
-    def student_maps(self, model: nn.Module, batch: Any, output: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def student_maps(self, model: nn.Module, batch: Any,
+                     output: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(output, layer maps) of the trainer's forward pass of ``batch``, or of one of our own when the trainer
         rendered it in pieces."""
         t, region, _ = batch

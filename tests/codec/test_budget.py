@@ -95,3 +95,14 @@ def test_cli_says_it_before_training_and_in_json(clip, tmp_path):
     both = subprocess.run([sys.executable, "-m", "codec.cli", "encode", str(clip), str(tmp_path / "p.bin"),
                            "--epochs", "5", "--time-budget", "1"], cwd=ROOT, capture_output=True, text=True, env=env)
     assert both.returncode == 2 and "not both" in both.stderr and not (tmp_path / "p.bin").exists()
+
+
+def test_the_width_ladder_options_shape_the_model(clip, tmp_path):
+    from codec.info import describe_file
+
+    result = encode(clip, tmp_path / "w.bin", EncodeOptions(preset="s", epochs=1, prune_epochs=0, qat_epochs=1,
+                                                            width_ratio=1.0, min_width=12), **QUIET)
+    widths = describe_file(tmp_path / "w.bin")["model"]["channels"]
+    assert min(widths) >= 12 and len(set(widths)) == 1 and result.options["min_width"] == 12
+    with pytest.raises(ValueError, match="min width"):
+        EncodeOptions(min_width=0)

@@ -348,7 +348,7 @@ def test_auto_model_size_follows_the_target():
     _, large = size_for(EncodeOptions(quant="entropy", target_bpp=40_000 * 8 / pixels), pixels)
     assert 8 * 4_000 / small == pytest.approx(Quantizer.target_bits_per_param, rel=0.01)
     assert large == pytest.approx(10 * small, rel=0.01)
-    _, uniform = size_for(EncodeOptions(bits=8, target_size=40_000), pixels)  # ~7.7 bits per parameter
+    _, uniform = size_for(EncodeOptions(quant="uniform", bits=8, target_size=40_000), pixels)  # ~7.7 bits a parameter
     assert 7 < 8 * 40_000 / uniform < 8
 
 

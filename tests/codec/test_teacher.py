@@ -95,6 +95,7 @@ def test_cli_reports_the_teacher_apart(clip, tmp_path):
     assert r.returncode == 0, r.stderr
     data = json.loads(report.read_text())
     assert data["teacher_seconds"] > 0 and data["teachers"][0]["params"] > data["params"]
+    assert data["encode_cpu_seconds"] > 0 and data["teachers"][0]["train_cpu_seconds"] > 0
     assert "of teacher" in r.stdout and data["options"]["teacher_cache"] == str(cache)
     bad = _cli("encode", str(clip), str(tmp_path / "p.bin"), "--teacher-cache", str(report), "--plugin", "indistill")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--teacher-cache" in bad.stderr
