@@ -76,12 +76,14 @@ def single_pass(model: nn.Module) -> Iterator[nn.Module]:
         model.chunk_bytes = before
 
 
-def tapped_forward(model: nn.Module, tap: LayerTap, t: torch.Tensor, region) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def tapped_forward(model: nn.Module, tap: LayerTap, t: torch.Tensor,
+                   region) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """(output, layer maps) of one forward pass in one piece."""
     with single_pass(model):
         out = model(t, region)
     maps = tap.maps(t.shape[0])
-    assert maps is not None
+    if maps is None:  # a layer ran other than once (a model whose forward is not HiNeRV's)
+        raise RuntimeError("the layer taps did not see each layer once in a single-pass forward")
     return out, maps
 
 
