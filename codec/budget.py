@@ -35,9 +35,9 @@ def time_train_step(model: nn.Module, data: TrainingData, config: TrainConfig, s
     times = []
     devices = [data.device] if data.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        batches = data.batches(torch.Generator().manual_seed(0))
+        plan = list(data.batches(torch.Generator().manual_seed(0)))  # one epoch's batches, reused if it is short
         for i in range(steps + 1):
-            t, region = next(batches, None) or next(data.batches(torch.Generator().manual_seed(i)))
+            t, region = plan[i % len(plan)]
             start = time.perf_counter()
             loss = loss_fn(probe(t, region).float(), data.target(t, region), data.layout.luma_channels)
             optimizer.zero_grad(set_to_none=True)

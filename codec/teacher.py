@@ -53,8 +53,8 @@ class TeacherSettings:
     autocast_dtype: torch.dtype | None = None
     ladder: WidthLadder = WidthLadder()  # the student's: the teacher's widths fall alike
 
-    def with_epochs(self, request: TeacherRequest) -> dict:
-        """What decides a teacher's weights besides its config, as JSON-able values."""
+    def deciding(self, request: TeacherRequest) -> dict:
+        """What decides a teacher's weights besides its config and the clip, as JSON-able values."""
         return {"epochs": request.epochs or self.epochs, "lr": self.lr, **dataclasses.asdict(self.train),
                 "autocast": str(self.autocast_dtype), "format": TEACHER_FORMAT}
 
@@ -96,12 +96,18 @@ def teacher_config(request: TeacherRequest, student: HiNeRVConfig,
     return config
 
 
-def teacher_key(config: HiNeRVConfig, settings: dict, grid: torch.Tensor) -> str:
-    """A digest of what decides a teacher's weights: the clip's samples, its config, its training."""
+def clip_digest(grid: torch.Tensor) -> str:
+    """A digest of the clip's samples (its shape and every sample)."""
     h = hashlib.blake2b(digest_size=12)
-    h.update(json.dumps({"config": dataclasses.asdict(config), **settings}, sort_keys=True).encode())
     h.update(str(tuple(grid.shape)).encode())
     h.update(grid.contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def teacher_key(config: HiNeRVConfig, settings: dict, clip: str) -> str:
+    """A digest of what decides a teacher's weights: the clip (``clip_digest``), its config, its training."""
+    h = hashlib.blake2b(digest_size=12)
+    h.update(json.dumps({"config": dataclasses.asdict(config), "clip": clip, **settings}, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -170,23 +176,24 @@ def provide_teachers(plugins: Sequence[TrainingHook], student: HiNeRVConfig, dat
     requests = [(p, r) for p, r in requests if r is not None]
     reports: list[TeacherReport] = []
     made: dict[str, HiNeRV] = {}
+    clip = clip_digest(data.grid) if requests else ""  # once: the samples are the same for every teacher
     for plugin, request in requests:
         config = teacher_config(request, student, settings.ladder)
-        train_settings = settings.with_epochs(request)
-        key = teacher_key(config, train_settings, data.grid)
+        train_settings = settings.deciding(request)
+        key = teacher_key(config, train_settings, clip)
         if key not in made:
             start, cpu_start = time.monotonic(), time.process_time()
             weights, ckpt_path = store.paths(key)
             found = load_teacher(weights, key, config) if store.reusable(resume) else None
             if found is None:
                 weights.parent.mkdir(parents=True, exist_ok=True)
+                checkpointer = Checkpointer(ckpt_path, key, checkpoint_interval)
                 model, train_seconds, train_cpu = _train(
-                    config, request.epochs or settings.epochs, settings, data, key,
-                    Checkpointer(ckpt_path, key, checkpoint_interval), store.reusable(resume), kernels, observers,
-                    progress, log, dist)
+                    config, train_settings["epochs"], settings, data, checkpointer, store.reusable(resume), kernels,
+                    observers, progress, log, dist)
                 if distributed.is_main(dist):
                     save_teacher(weights, key, model, train_seconds, train_cpu)
-                    Checkpointer(ckpt_path, key).remove()
+                    checkpointer.remove()
             else:
                 model, train_seconds, train_cpu = found
                 model.to(data.device)
@@ -201,7 +208,7 @@ def provide_teachers(plugins: Sequence[TrainingHook], student: HiNeRVConfig, dat
     return reports
 
 
-def _train(config: HiNeRVConfig, epochs: int, settings: TeacherSettings, data: TrainingData, key: str,
+def _train(config: HiNeRVConfig, epochs: int, settings: TeacherSettings, data: TrainingData,
            checkpointer: Checkpointer, resume: bool, kernels: str, observers: TrainingHook | None, progress: bool,
            log, dist) -> tuple[HiNeRV, float, float]:
     """(teacher, wall seconds, CPU seconds) trained on ``data`` (resumed from ``checkpointer`` when allowed and

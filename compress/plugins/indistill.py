@@ -104,7 +104,7 @@ class InDistill(LearnsFromTeacher):
         if layer is None:
             return None
         t, region, _ = batch
-        _, maps = self.student_maps(model, batch, output)
+        maps = self.student_maps(model, batch)
         targets = self.features.of(t, region)
         layers = range(len(maps)) if layer == -1 else [layer]
         terms = []

@@ -118,7 +118,7 @@ class SharedProjections(LearnsFromTeacher):
         if not self.active:
             return None
         t, region, target = batch
-        _, maps = self.student_maps(model, batch, output)
+        maps = self.student_maps(model, batch)
         loss = maps[0].new_zeros(())
         if self.options.weight > 0:
             teacher_maps = self.features.of(t, region)

@@ -71,13 +71,12 @@ class LearnsFromTeacher(Plugin):
             self.tap = None
             self.features = None  # the teacher's maps are not needed after the train stage
 
-    def student_maps(self, model: nn.Module, batch: Any,
-                     output: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """(output, layer maps) of the trainer's forward pass of ``batch``, or of one of our own when the trainer
+    def student_maps(self, model: nn.Module, batch: Any) -> list[torch.Tensor]:
+        """The layer maps of the trainer's forward pass of ``batch``, or of one of our own when the trainer
         rendered it in pieces."""
         t, region, _ = batch
         maps = self.tap.maps(t.shape[0])
         if maps is None:
-            output, maps = tapped_forward(model, self.tap, t, region)
+            _, maps = tapped_forward(model, self.tap, t, region)
         self.tap.clear()
-        return output, maps
+        return maps
