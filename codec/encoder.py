@@ -37,6 +37,9 @@ from .video import read_video
 # EncodeOptions fields that say how, not what, to compute (float rounding only): left out of the resume fingerprint
 # and of the sweep's record of what decided a point
 RUNTIME_FIELDS = ("kernels", "teacher_cache")
+# A stage that steers λ to a target size runs at least this many steps: its multiplicative controller moves λ ~2%
+# a step, and a 16-frame clip's 20% of 300 epochs (480 steps) ended 50% over a low target (issue #19)
+MIN_STEERING_STEPS = 1000
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
 
 
@@ -137,9 +140,14 @@ class EncodeOptions:
             return self.patch_size
         return 0 if grid_size[0] * grid_size[1] <= AUTO_PATCH_MAX_PIXELS else 120
 
-    def stages(self, quantizer: Quantizer) -> list[StageSpec]:
-        """train -> prune (the quantizer's: fine-tune after pruning, the SBS search, the rate stage) -> qat."""
+    def stages(self, quantizer: Quantizer, steps_per_epoch: int = 1) -> list[StageSpec]:
+        """train -> prune (the quantizer's: fine-tune after pruning, the SBS search, the rate stage) -> qat.
+
+        By default the prune stage is 20% of the epochs, and at least ``MIN_STEERING_STEPS`` steps when it steers
+        the rate to a target (short clips have few steps an epoch)."""
         prune_epochs = round(0.2 * self.epochs) if self.prune_epochs is None else self.prune_epochs
+        if self.prune_epochs is None and quantizer.steers_to_target():
+            prune_epochs = max(prune_epochs, -(-MIN_STEERING_STEPS // steps_per_epoch))
         qat_epochs = max(1, round(0.1 * self.epochs)) if self.qat_epochs is None else self.qat_epochs
         return [StageSpec("train", self.epochs, self.lr),
                 StageSpec("prune", prune_epochs if quantizer.prune_stage() else 0, self.lr),
@@ -303,7 +311,7 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         dist, checkpoint_interval)
     teacher_seconds = sum(t.seconds for t in teachers)
     model, elapsed_before = run_stages(  # train -> prune -> quantization-aware training
-        model, data, options.stages(quantizer), train_cfg, hooks, ckpt, resume, observers, progress, log,
+        model, data, options.stages(quantizer, data.steps_per_epoch), train_cfg, hooks, ckpt, resume, observers, progress, log,
         autocast, dist)
     if not distributed.is_main(dist):
         distributed.barrier(dist)  # until rank 0 has written the file

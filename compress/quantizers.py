@@ -123,6 +123,10 @@ class Quantizer:
         """Whether the prune stage has anything to do (else it runs no epochs)."""
         return True
 
+    def steers_to_target(self) -> bool:
+        """Whether training steers the rate to the target size (a controller on λ in the prune stage)."""
+        return False
+
     def hooks(self) -> list[TrainingHook]:
         """The hooks that quantize during training (built once per encode; their state is checkpointed)."""
         return []
@@ -224,6 +228,9 @@ class SBS(Quantizer):
             return self.settings.lam
         return self.log_lambda if self.settings.sbs_rate == "log" else self.default_lambda
 
+    def steers_to_target(self) -> bool:
+        return self.coding.target_bits is not None
+
     def config(self) -> SBSConfig:
         return SBSConfig(v_per_channel=self.settings.steps == "channel", prune=self.settings.sbs_prune)
 
@@ -269,6 +276,9 @@ class Entropy(Quantizer):
     """Learned steps and entropy models with the rate in the loss (prune stage), hard rounding in QAT."""
 
     default_lambda = 5.0  # per bpp
+
+    def steers_to_target(self) -> bool:
+        return self.coding.target_bits is not None
 
     def hooks(self) -> list[TrainingHook]:
         # the rate term zeroes weights, so the prune stage prunes nothing by magnitude: it trains the rate

@@ -11,6 +11,7 @@ from compress.entropy_quant import (
     entropy_quant_,
     entropy_tensors,
     export_entropy,
+    hard_rate_bits,
     hard_tensor_bits,
     rate_bits,
     set_mode_,
@@ -135,3 +136,36 @@ def test_hook_attaches_rounds_hard_and_steers_lambda():
     assert other.lam == hook.lam and other.side_bits == 80.0
     assert steer(2.0, 50.0, 100.0, 1.0, (1e-3, 10.0)) == 1.0
     assert steer(2.0, 1e9, 1.0, 1.0, (1e-3, 10.0)) == 10.0
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_hard_rounding_stage_meets_the_target_then_trains_the_weights_alone(freeze):
+    """freeze_rate: the steps are scaled to the target as hard rounding starts, then stay; the rate term and the
+    controller are off, and the steps and entropy models get no gradient. freeze_rate=False: all go on."""
+    net = _net()
+    hook = EntropyHook(pixels=1000, lam=1.0, side_bits=lambda m: 80.0, freeze_rate=freeze)
+    hook.transform_model("train", net)
+    hook.on_stage_start("train", net, HookContext(stage="train"))
+    file_bits = hard_rate_bits(net) + 80.0
+    hook.target_bits = target = 0.6 * file_bits
+    steps = [float(q.step16().detach().max()) for _, q, _ in entropy_tensors(net)]
+    hook.transform_model("qat", net)
+    ctx = HookContext(stage="qat")
+    hook.on_stage_start("qat", net, ctx)
+    after = hard_rate_bits(net) + 80.0
+    if freeze:
+        assert abs(after / target - 1) <= 0.02
+        assert all(float(q.step16().detach().max()) > s for (_, q, _), s in zip(entropy_tensors(net), steps))  # coarser
+        assert hook.extra_loss(net, None, None, ctx) is None
+    else:
+        assert after == pytest.approx(file_bits)
+        assert hook.extra_loss(net, None, None, ctx).requires_grad
+    out = net(torch.randn(2, 3, 6, 6)).pow(2).mean()
+    out.backward()
+    hook.on_after_backward(net, ctx)
+    grads = [p.grad for _, q, _ in entropy_tensors(net) for p in q.parameters()]
+    assert all(g is None for g in grads) if freeze else any(g is not None for g in grads)
+    lam = hook.lam
+    hook.on_step_end(0, net, ctx)
+    assert (hook.lam == lam) if freeze else (hook.lam != lam)
+    assert hook.last_file_bits == pytest.approx(hard_rate_bits(net) + 80.0)
