@@ -3,7 +3,8 @@
 A :class:`QuantizedTensor` is integer symbols plus float16 scales (one per channel along ``axis``, or one for
 the whole tensor); its value is ``symbols * scales``. :func:`encode_tensors` writes a list of them as the
 TENSORS section payload, each tensor's symbols (and per-channel scales) entropy-coded with whichever model is
-smallest (:func:`bitstream.entropy.fit_and_encode`). Record layout (see ``bitstream/FORMAT.md``)::
+smallest (:func:`bitstream.entropy.fit_and_encode`), or with the learned model a tensor carries (a small one by
+whichever of the two is smaller). Record layout (see ``bitstream/FORMAT.md``)::
 
     count                uvarint
     per tensor:
@@ -41,6 +42,12 @@ __all__ = [
 MAX_NDIM = 7  # axis + 1 must fit in 3 bits
 MAX_BITS = 16
 MAX_NAME_BYTES = 255
+# A tensor coded with a given (learned) entropy model is also coded every other way when it has at most this many
+# symbols, and stored by whichever is smaller: a small tensor's learned model costs more in its spec (support, loc,
+# scale: 7-8 bytes) and its range coder's flush (the payload's last word) than raw bits or a constant would; at
+# 0.03 bpp on a 16-frame clip such tensors were half the file (issue #19). Bigger tensors keep the learned model
+# (the search costs ~1.5 ms a tensor and could only win a few bytes there).
+SEARCH_MAX_SYMBOLS = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,22 +209,29 @@ def _given_spec(symbols: np.ndarray, entropy: tuple[str, float, float]) -> Model
     return ModelSpec(model, lo, hi, (loc, scale))
 
 
+def _stored(spec: ModelSpec, payload: bytes) -> bytes:
+    """A coded array as a record stores it: the spec, then (for models with a payload) length + payload."""
+    return spec.to_bytes() + (write_uvarint(len(payload)) + payload if spec.has_payload else b"")
+
+
 def _coded(symbols: np.ndarray, entropy: tuple[str, float, float] | None = None,
            payload_size: int | None = None) -> bytes:
-    if payload_size is not None:  # layout only: the given model, a stand-in payload of that length
-        if entropy is None:
+    """The stored array: by the smallest model, or by the ``entropy`` model given -- unless the array is small
+    (at most ``SEARCH_MAX_SYMBOLS``) and another model stores it in fewer bytes. ``payload_size``: lay the given
+    model out with a stand-in payload of that length instead of coding it."""
+    if entropy is None:
+        if payload_size is not None:
             raise ValueError("a payload size can only stand in for a tensor with a given entropy model")
-        spec = _given_spec(symbols, entropy)
-        payload = bytes(payload_size) if spec.has_payload else b""
-    elif entropy is None:
-        spec, payload = fit_and_encode(symbols)
-    else:
-        spec = _given_spec(symbols, entropy)
-        payload = encode(symbols, spec) if spec.has_payload else b""
-    out = spec.to_bytes()
-    if spec.has_payload:
-        out += write_uvarint(len(payload)) + payload
-    return out
+        return _stored(*fit_and_encode(symbols))
+    spec = _given_spec(symbols, entropy)
+    if not spec.has_payload:
+        return _stored(spec, b"")
+    payload = encode(symbols, spec) if payload_size is None else bytes(payload_size)
+    given = _stored(spec, payload)
+    if symbols.size > SEARCH_MAX_SYMBOLS:
+        return given
+    searched = _stored(*fit_and_encode(symbols))
+    return searched if len(searched) < len(given) else given
 
 
 def encode_tensors(tensors: list[QuantizedTensor], payload_sizes: list[int] | None = None) -> bytes:
@@ -225,7 +239,8 @@ def encode_tensors(tensors: list[QuantizedTensor], payload_sizes: list[int] | No
 
     ``payload_sizes``: lay the section out with stand-in payloads of these byte lengths instead of coding the
     symbols (every tensor needs an ``entropy`` model): the exact size the section would have if the coder wrote
-    that many bytes per tensor -- how rate-aware training counts the side information.
+    that many bytes per tensor -- how rate-aware training counts the side information. A small tensor that
+    another model stores in fewer bytes is laid out as that model codes it, as the file will have it.
     """
     tensors = list(tensors)
     if payload_sizes is not None and len(payload_sizes) != len(tensors):

@@ -164,3 +164,38 @@ def test_per_tensor_overhead_is_small() -> None:
     # name 1 + meta 1 + shape 3 + laplace spec 7 + payload length 2 = 14
     assert max(r["bytes_side"] for r in rows) <= 14, [r["bytes_side"] for r in rows]
     assert all(r["bytes_name"] == 1 for r in rows)
+
+
+def learned(shape: tuple[int, ...], scale: float = 1.5, seed: int = 3) -> QuantizedTensor:
+    """A tensor as entropy-aware training exports it: symbols plus the learned laplace model they are coded with."""
+    rng = np.random.default_rng(seed)
+    sym = np.clip(np.round(rng.laplace(0, scale, shape)), -30, 30).astype(np.int32)
+    return QuantizedTensor("", shape, sym, np.array([0.01], np.float16), None, 6, entropy=("laplace", 0.0, scale))
+
+
+def test_a_small_learned_tensor_is_stored_by_whatever_codes_it_smallest() -> None:
+    """A bias of 8 symbols: the learned laplace (7-byte spec, a range coder's flushed word) loses to raw bits;
+    the tensor still decodes exactly, and a stand-in layout of the file counts the smaller record."""
+    from bitstream.entropy import ModelSpec, encode
+
+    bias = learned((8,))
+    lo, hi = int(bias.symbols.min()), int(bias.symbols.max())
+    spec = ModelSpec("laplace", lo, hi, bias.entropy[1:])
+    as_learned = len(spec.to_bytes()) + 1 + len(encode(bias.symbols, spec))  # spec, length, payload
+    row = tensor_breakdown(encode_tensors([bias]))[0]
+    assert row["model"] != "laplace"
+    assert row["bytes_payload"] + row["bytes_side"] - row["bytes_name"] - 1 - 2 < as_learned  # less meta, shape
+    payload = encode_tensors([bias])
+    assert decode_tensors(payload)[0].symbols.tolist() == bias.symbols.tolist()
+    assert len(encode_tensors([bias], payload_sizes=[3])) == len(payload)  # the layout counts what is written
+
+
+def test_a_large_learned_tensor_keeps_its_learned_model() -> None:
+    """Above SEARCH_MAX_SYMBOLS the learned model is used as it is: what training estimated is what is written."""
+    from bitstream.tensors import SEARCH_MAX_SYMBOLS
+
+    big = learned((SEARCH_MAX_SYMBOLS + 1,))
+    row = tensor_breakdown(encode_tensors([big]))[0]
+    assert row["model"] == "laplace"
+    small = learned((SEARCH_MAX_SYMBOLS,), scale=1.5)
+    assert tensor_breakdown(encode_tensors([small]))[0]["bytes"] <= row["bytes"]  # searched, never larger

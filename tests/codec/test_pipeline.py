@@ -287,6 +287,7 @@ def test_entropy_rate_estimate_is_the_written_size(entropy_encoded):
 
 def test_entropy_decoder_reproduces_the_encoders_reconstruction(entropy_encoded):
     from codec.bitstream_io import read_bitstream
+    from bitstream.tensors import SEARCH_MAX_SYMBOLS
     from codec.info import describe_file
     from codec.decoder import build_model
 
@@ -296,7 +297,8 @@ def test_entropy_decoder_reproduces_the_encoders_reconstruction(entropy_encoded)
         decoded = build_model(config, tensors, plugins)(torch.arange(6))
     assert torch.equal(decoded, frames)
     rows = describe_file(out)["tensors"]
-    assert {t["model"] for t in rows} <= {"laplace", "zero", "const"}
+    assert "laplace" in {t["model"] for t in rows}  # the learned models (small tensors: whatever codes smaller)
+    assert {t["model"] for t in rows if t["numel"] > SEARCH_MAX_SYMBOLS} <= {"laplace", "zero", "const"}
     assert all(t["step"] > 0 for t in rows)  # hinerv info shows each tensor's step and entropy model
     assert all(t["model_params"]["scale"] > 0 for t in rows if t["model"] == "laplace")
 
