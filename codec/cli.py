@@ -111,8 +111,9 @@ def main() -> None:
               help="uniform: --bits everywhere; sbs: per-layer widths and pruning searched (SBS); entropy: learned "
                    "steps and entropy models with the rate in the loss.")
 @click.option("--lambda", "lam", type=float, default=None,
-              help="Rate weight (larger = smaller). entropy and sbs: of bpp (default 5); sbs with --sbs-rate log: "
-                   "of log(bits) (default 0.1).")
+              help="Rate weight (larger = smaller), in units of the log of the distortion (the same trade under "
+                   "every --loss). entropy and sbs: of bpp (default 5); sbs with --sbs-rate log: of log(bits) "
+                   "(default 0.1).")
 @click.option("--target-bpp", type=float, default=None,
               help="Target rate: entropy meets it within 2%; sbs steers its search to it; uniform picks the model "
                    "size for it (with --preset auto).")

@@ -46,6 +46,18 @@ def mse_loss(pred: torch.Tensor, target: torch.Tensor, luma_channels: int) -> to
     return F.mse_loss(pred, target)
 
 
+# Losses that are logarithms of a distortion: a rate weight λ is in their units (see log_scale)
+LOGARITHMIC = frozenset({"yuvlog"})
+
+
+def log_scale(name: str, loss: torch.Tensor) -> float:
+    """d loss / d log(loss): what turns a rate weight stated per unit of log distortion (as ``--lambda`` and every
+    rate controller's starting point are, tuned on yuvlog) into the units of the loss ``name``. 1 for a logarithmic
+    loss, the loss's current value for any other (``--loss mse`` is ~1e-3: λ = 5 per log unit is ~5e-3 per unit
+    of MSE; unscaled, its rate term swamped the distortion and the encode collapsed, issue #19)."""
+    return 1.0 if name in LOGARITHMIC else max(float(loss.detach()), 1e-12)
+
+
 # Losses that are not a mean over frames, as (a statistic that is, the loss as a function of it): data-parallel
 # training averages the statistic over the whole batch first, so its ranks train the whole batch's loss.
 # Every other loss is a mean over frames (of equal sizes) and is averaged as it is.

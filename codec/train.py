@@ -27,7 +27,7 @@ from compress.hooks import HookContext, HookList, TrainingHook
 from . import distributed
 from .checkpoint import Checkpointer
 from .distributed import DistContext
-from .losses import BATCH_STATISTICS, LOSSES, plane_mse, psnr_yuv_from_mse
+from .losses import BATCH_STATISTICS, LOSSES, log_scale, plane_mse, psnr_yuv_from_mse
 from .layout import PlaneLayout
 
 Region = tuple[int, int, int, int]
@@ -179,6 +179,7 @@ def train_stage(model: nn.Module, data: TrainingData, spec: StageSpec, config: T
                     pred = model(t, region)
                 pred = pred.float()  # a no-op in fp32
                 loss = batch_loss(config.loss, pred, target, luma, weight) if parallel else loss_fn(pred, target, luma)
+                ctx.loss_scale = log_scale(config.loss, loss)
                 if ctx.task_weight != 1.0:
                     loss = ctx.task_weight * loss
                 extra = hooks.extra_loss(model, (t, region, target), pred, ctx)

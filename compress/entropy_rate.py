@@ -1,8 +1,9 @@
 """The rate term of entropy-aware training as a training plugin: L = D + λ·R/pixels, λ steered to a target.
 
 R is :func:`compress.entropy_quant.rate_bits` (the symbols' bits under the learned entropy models), so λ is in
-distortion units per bit per pixel. With a target, a multiplicative controller moves λ after every step by
-``(R_file / target)**gain``, where R_file is the *file* the current weights would make: the exact symbols' bits
+units of log distortion per bit per pixel (for a loss that is not a logarithm the term is scaled by the loss's
+value, ``HookContext.loss_scale``: one λ makes the same trade under every loss). With a target, a
+multiplicative controller moves λ after every step by ``(R_file / target)**gain``, where R_file is the *file* the current weights would make: the exact symbols' bits
 under the learned models plus the side information (headers, steps, model parameters), which the encoder supplies
 through ``side_bits``. Registered as the ``entropy`` plugin.
 """
@@ -107,7 +108,7 @@ class EntropyHook(TrainingHook):
     def extra_loss(self, model: nn.Module, batch: Any, output: Any, ctx: HookContext) -> torch.Tensor | None:
         if not self.attached or self.frozen:
             return None
-        return (self.lam / self.pixels) * rate_bits(model)
+        return (self.lam * ctx.loss_scale / self.pixels) * rate_bits(model)  # λ per log unit of distortion
 
     def on_after_backward(self, model: nn.Module, ctx: HookContext) -> None:
         if self.frozen:  # the steps and entropy models stay as fitted: no gradient, so the optimizer skips them

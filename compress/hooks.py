@@ -66,6 +66,10 @@ class HookContext:
     device: torch.device | None = None  # where training runs
     rank_weight: float = 1.0  # this process's share of the batch (1 but under torchrun; see codec.distributed)
     task_weight: float = 1.0  # the task loss is multiplied by this; a hook may change it (e.g. a distillation ramp)
+    # this step's d(task loss)/d(log task loss): 1 for a loss that is a logarithm (yuvlog), else the loss's value. A
+    # rate weight λ stated per unit of log distortion is multiplied by it, so one λ makes the same trade under
+    # every --loss (codec.losses.log_scale)
+    loss_scale: float = 1.0
     extras: dict[str, Any] = field(default_factory=dict)  # free-form, for hooks to share values
 
 

@@ -217,7 +217,8 @@ class SBSHook(TrainingHook):
             return None
         r = rate_bits(model)
         self.last_bits = float(r.detach())
-        return rate_term(r + self.side_bits, self.lam, self.term, self.unit).float()  # see sbs_loss
+        # see sbs_loss; λ per log unit of distortion whatever the loss (HookContext.loss_scale)
+        return ctx.loss_scale * rate_term(r + self.side_bits, self.lam, self.term, self.unit).float()
 
     def on_step_end(self, step: int, model: nn.Module, ctx: HookContext) -> None:
         if not self._rate_on(ctx):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from codec.losses import LOSSES, plane_mse, psnr_yuv_from_mse
+from codec.losses import LOGARITHMIC, LOSSES, log_scale, plane_mse, psnr_yuv_from_mse
 
 
 @pytest.mark.parametrize("name", LOSSES.names())
@@ -52,3 +52,12 @@ def test_yuvlog_weights_luma_six_times():
 def test_psnr_yuv_from_mse():
     assert psnr_yuv_from_mse(torch.tensor([1e-4, 1e-2, 1e-2])) == pytest.approx((6 * 40 + 20 + 20) / 8)
     assert psnr_yuv_from_mse(torch.tensor([1e-3])) == pytest.approx(30)
+
+
+def test_log_scale_turns_a_weight_per_log_unit_into_the_losss_units():
+    """d loss / d log(loss): 1 for a loss that is already a logarithm, the loss's value for any other."""
+    assert LOGARITHMIC <= set(LOSSES.names())
+    assert log_scale("yuvlog", torch.tensor(-7.0)) == 1.0
+    value = torch.tensor(2e-3, requires_grad=True)
+    assert log_scale("mse", value * 1) == pytest.approx(2e-3)
+    assert log_scale("l1ssim", torch.tensor(0.0)) > 0  # never a zero (or negative) weight

@@ -419,3 +419,17 @@ def test_a_stage_steering_to_a_target_runs_enough_steps():
                     dataclasses.replace(steered, quant="uniform")):
         assert options.stages(quantizer(options, pixels), per_epoch)[1].epochs == 2
     assert steered.stages(quantizer(steered, pixels), 10_000)[1].epochs == 2  # long clips: 20% is already enough
+
+
+def test_one_lambda_makes_a_similar_trade_under_every_loss(clip, tmp_path):
+    """λ is per unit of log distortion: under --loss mse (values ~1e-3) the rate term is scaled by the loss, so
+    the controller starts near the right trade and a target costs what it costs under yuvlog (unscaled, the rate
+    term crushed the weights before the controller caught up: 21.2 dB against 30.1, issue #19)."""
+    target = dataclasses.replace(ENTROPY, target_size=600)
+    psnr = {}
+    for loss in ("yuvlog", "mse"):
+        report = measure(encode(clip, tmp_path / f"{loss}.bin", dataclasses.replace(target, loss=loss),
+                                progress=False, log=lambda *_: None))
+        assert report.bytes == pytest.approx(600, rel=0.05)
+        psnr[loss] = report.psnr_yuv
+    assert psnr["mse"] > psnr["yuvlog"] - 2.0, psnr

@@ -126,6 +126,9 @@ def test_hook_attaches_rounds_hard_and_steers_lambda():
     hook.on_stage_start("train", net, ctx)
     term = hook.extra_loss(net, None, None, ctx)
     assert term.requires_grad and term.item() > 0
+    ctx.loss_scale = 1e-3  # a loss that is not a logarithm: λ is per unit of its log
+    assert hook.extra_loss(net, None, None, ctx).item() < 0.01 * term.item()
+    ctx.loss_scale = 1.0
     hook.on_step_end(0, net, ctx)
     assert hook.lam > 1.0  # far over a 10-bit target: the rate weight goes up
     hook.transform_model("qat", net)
