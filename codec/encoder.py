@@ -219,7 +219,9 @@ def budget_epochs(options: EncodeOptions, quantizer: Quantizer, model: HiNeRV, d
     if saved is not None and "epochs" in saved.plan:
         return int(saved.plan["epochs"])
     step = time_train_step(model, data, train_cfg)
-    epochs = epochs_for_budget(60 * options.time_budget, step, data.steps_per_epoch, *quantizer.stage_cost)
+    steering = quantizer.steers_to_target() and quantizer.prune_stage()
+    epochs = epochs_for_budget(60 * options.time_budget, step, data.steps_per_epoch, *quantizer.stage_cost,
+                               min_prune_steps=MIN_STEERING_STEPS if steering else 0)
     log(f"--time-budget {options.time_budget:g} min: {epochs} epochs ({1000 * step:.0f} ms a train step, "
         f"{data.steps_per_epoch} steps an epoch)")
     return epochs

@@ -32,6 +32,18 @@ def test_epochs_for_budget_fill_it_with_the_other_stages_priced_in():
     assert epochs_for_budget(0.5, 0.1, 10, 2.0, 3.0) == 1  # never none
 
 
+def test_a_budget_prices_a_prune_stage_held_to_a_minimum_of_steps():
+    """A stage steering to a target runs at least MIN_STEERING_STEPS: on a short clip (few steps an epoch) that
+    floor, not 20% of the epochs, is what the prune stage costs, and it comes off the budget first."""
+    # 3 steps an epoch at 0.1 s: 1000 prune steps at 2.0x cost 200 s; each epoch then costs 0.3 s x 1.3
+    assert epochs_for_budget(239.5, 0.1, 3, 2.0, 3.0, min_prune_steps=1000) == 101  # (239.5 - 200) // 0.39
+    assert epochs_for_budget(239.5, 0.1, 3, 2.0, 3.0) == 469  # no floor: the share alone (0.51 s an epoch)
+    spent = lambda e: 0.1 * (3 * e * 1.3 + 2.0 * max(1000, 0.2 * 3 * e))  # noqa: E731  what an encode takes
+    assert spent(epochs_for_budget(239.5, 0.1, 3, 2.0, 3.0, min_prune_steps=1000)) <= 239.5
+    long = epochs_for_budget(1e4, 0.1, 3, 2.0, 3.0, min_prune_steps=1000)  # 0.2 x 3 x 19607 steps: the floor is met
+    assert long == epochs_for_budget(1e4, 0.1, 3, 2.0, 3.0) == 19607
+
+
 def test_timing_a_step_leaves_the_model_and_the_random_state_alone(clip):
     video = read_video(clip)
     layout = PlaneLayout.for_format(video.format)
