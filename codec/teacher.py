@@ -82,11 +82,13 @@ def teacher_config(request: TeacherRequest, student: HiNeRVConfig,
     narrower than the student's.
     """
     s = student
+    depth = s.depths[0] if len(s.depths) > 1 else None  # the student's blocks a stage, whatever the budget
     if request.preset == "auto":
         budget = int(request.scale * config_parameters(s))
-        config = build_config(s.height, s.width, s.frames, s.out_channels, "s", budget, ladder)
+        config = build_config(s.height, s.width, s.frames, s.out_channels, "s", budget, ladder, depth)
     else:
-        config = build_config(s.height, s.width, s.frames, s.out_channels, request.preset, ladder=ladder)
+        config = build_config(s.height, s.width, s.frames, s.out_channels, request.preset, ladder=ladder,
+                              depth=depth)
     if config.strides != s.strides or config.depths != s.depths:
         raise ValueError(f"teacher {request.preset}: strides {config.strides} differ from the student's {s.strides}")
     if request.wider and (config.grid_channels < s.grid_channels

@@ -1,6 +1,7 @@
 """Model presets scaled to the clip: a preset is a parameter budget per pixel, not a fixed 1080p network.
 
-Every preset keeps HiNeRV's shape (docs/design.md §3): depths (3, ..., 3, 1), MLP expansions (4, ..., 4, 1),
+Every preset keeps HiNeRV's shape (docs/design.md §3): depths (3, ..., 3, 1) (two blocks a stage instead of three
+below ``SHALLOW_MAX_PARAMS``), MLP expansions (4, ..., 4, 1),
 widths halving after the first stage, a 2-level base grid of ~T/4 frames and 3-level temporal local grids
 with C_loc = 2 * C_grid. What scales with the clip is the stride ladder (chosen so the base grid is about
 9 pixels on its short side with little padding) and the width C, solved so the parameter count meets the
@@ -33,6 +34,10 @@ for _name, _ppp in _LADDER.items():
     PRESETS.register(_name)(Preset(params_per_pixel=_ppp))
 
 MIN_PARAMS = 1000  # below this no HiNeRV fits; tiny clips get at least this much
+# Below this many parameters a stage has two ConvNeXt blocks, not HiNeRV's three: on the tune clips (16 frames,
+# 3.6k-24k parameters at x265's rates) 10 of 11 points gained, +1.1 dB PSNR-Y on average (docs/results.md): the
+# same budget in wider layers and 12 fewer tensors to code. Larger models were not measured and keep three.
+SHALLOW_MAX_PARAMS = 25_000
 BASE_TARGET = 9  # short side of the base grid HiNeRV uses at 1080p (1080 / 120 for half-resolution output)
 
 
@@ -77,12 +82,12 @@ class WidthLadder:
 
 def _make_config(height: int, width: int, frames: int, out_channels: int, strides: tuple[int, ...],
                  width_c: int, grid_channels: int, grid_frames: int, local_frames: int,
-                 ladder: WidthLadder = WidthLadder()) -> HiNeRVConfig:
+                 ladder: WidthLadder = WidthLadder(), depth: int = 3) -> HiNeRVConfig:
     n = len(strides)
     channels = ladder.widths(width_c, n)
     return HiNeRVConfig(
         frames=frames, height=height, width=width, out_channels=out_channels, strides=strides,
-        channels=channels, depths=(3,) * (n - 1) + (1,), expansions=(4,) * (n - 1) + (1,),
+        channels=channels, depths=(depth,) * (n - 1) + (1,), expansions=(4,) * (n - 1) + (1,),
         grid_frames=grid_frames, grid_channels=grid_channels, local_frames=local_frames,
         local_channels=2 * grid_channels)
 
@@ -102,8 +107,14 @@ def config_parameters(config: HiNeRVConfig) -> int:
         return count_parameters(HiNeRV(config))
 
 
+def stage_depth(params: int) -> int:
+    """ConvNeXt blocks in each stage but the last, for a parameter budget (see ``SHALLOW_MAX_PARAMS``)."""
+    return 2 if params < SHALLOW_MAX_PARAMS else 3
+
+
 def build_config(height: int, width: int, frames: int, out_channels: int, preset: str = "s",
-                 params: int | None = None, ladder: WidthLadder = WidthLadder()) -> HiNeRVConfig:
+                 params: int | None = None, ladder: WidthLadder = WidthLadder(),
+                 depth: int | None = None) -> HiNeRVConfig:
     """The config for an output grid of ``height`` x ``width`` x ``frames`` at a preset or a parameter budget.
 
     Args:
@@ -113,6 +124,7 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
         preset: a name from ``PRESETS`` (ignored when ``params`` is given).
         params: an explicit parameter budget.
         ladder: how the widths fall from stage to stage.
+        depth: blocks in each stage but the last; None: ``stage_depth`` of the budget.
     """
     spec = PRESETS.get(preset)
     if params is None:
@@ -120,6 +132,7 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
         params = max(MIN_PARAMS, int(spec.params_per_pixel * luma_pixels))
     if params < MIN_PARAMS:
         raise ValueError(f"parameter budget must be at least {MIN_PARAMS}, got {params}")
+    depth = stage_depth(params) if depth is None else depth
     strides = choose_strides(height, width)
     up = math.prod(strides)
     base_area = -(-height // up) * -(-width // up)
@@ -133,11 +146,11 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
     best = None
     for width_c in range(8, 4097, 4):
         cfg = _make_config(height, width, frames, out_channels, strides, width_c, grid_channels,
-                           grid_frames, local_frames, ladder)
+                           grid_frames, local_frames, ladder, depth)
         if config_parameters(cfg) > params:
             break
         best = cfg
     if best is None:
         best = _make_config(height, width, frames, out_channels, strides, 8, grid_channels, grid_frames,
-                            local_frames, ladder)
+                            local_frames, ladder, depth)
     return best

@@ -1,7 +1,7 @@
 """Presets scale with the clip and meet their parameter budgets."""
 import pytest
 
-from inr.presets import PRESETS, build_config, choose_strides, config_parameters
+from inr.presets import PRESETS, SHALLOW_MAX_PARAMS, build_config, choose_strides, config_parameters
 
 
 @pytest.mark.parametrize("name", PRESETS.names())
@@ -52,3 +52,16 @@ def test_the_width_ladder_falls_by_its_ratio_down_to_its_floor():
     assert build_config(72, 88, 16, 6, "s", 12000).channels[-1] < 12  # the default lets the last stage go under the head
     with pytest.raises(ValueError, match="width ratio"):
         WidthLadder(2.0)
+
+
+def test_small_budgets_get_two_blocks_a_stage_and_larger_ones_three():
+    """Below SHALLOW_MAX_PARAMS every stage but the last has two ConvNeXt blocks (measured better on the tune
+    clips), from there HiNeRV's three; an explicit depth (a teacher matching its student) overrides the budget."""
+    small = build_config(72, 88, 16, 6, params=SHALLOW_MAX_PARAMS - 1000)
+    large = build_config(72, 88, 16, 6, params=SHALLOW_MAX_PARAMS + 1000)
+    assert small.depths[:-1] == (2,) * (len(small.depths) - 1) and small.depths[-1] == 1
+    assert large.depths[:-1] == (3,) * (len(large.depths) - 1) and large.depths[-1] == 1
+    for cfg, budget in ((small, SHALLOW_MAX_PARAMS - 1000), (large, SHALLOW_MAX_PARAMS + 1000)):
+        assert 0.8 * budget < config_parameters(cfg) <= budget
+    forced = build_config(72, 88, 16, 6, params=SHALLOW_MAX_PARAMS + 1000, depth=2)
+    assert forced.depths[:-1] == (2,) * (len(forced.depths) - 1)
