@@ -1,6 +1,6 @@
 """Model presets scaled to the clip: a preset is a parameter budget per pixel, not a fixed 1080p network.
 
-Every preset keeps HiNeRV's shape (docs/design.md §3): depths (3, ..., 3, 1) (two blocks a stage instead of three
+Every preset keeps HiNeRV's shape (docs/design.md §3): depths (3, ..., 3, 1) (one block a stage instead of three
 below ``SHALLOW_MAX_PARAMS``), MLP expansions (4, ..., 4, 1),
 widths halving after the first stage, a 2-level base grid of ~T/4 frames and 3-level temporal local grids
 with C_loc = 2 * C_grid. What scales with the clip is the stride ladder (chosen so the base grid is about
@@ -34,9 +34,10 @@ for _name, _ppp in _LADDER.items():
     PRESETS.register(_name)(Preset(params_per_pixel=_ppp))
 
 MIN_PARAMS = 1000  # below this no HiNeRV fits; tiny clips get at least this much
-# Below this many parameters a stage has two ConvNeXt blocks, not HiNeRV's three: on the tune clips (16 frames,
-# 3.6k-24k parameters at x265's rates) 10 of 11 points gained, +1.1 dB PSNR-Y on average (docs/results.md): the
-# same budget in wider layers and 12 fewer tensors to code. Larger models were not measured and keep three.
+# Below this many parameters a stage has one ConvNeXt block, not HiNeRV's three: on the tune clips (16 frames,
+# 2k-24k parameters at x265's rates) two blocks beat three by +1.1 dB PSNR-Y on average, and one beat two by
+# +1.2 (docs/results.md): the same budget in wider layers, fewer tensors to code, fewer layers to train in a
+# short encode. Larger models were not measured and keep three.
 SHALLOW_MAX_PARAMS = 25_000
 BASE_TARGET = 9  # short side of the base grid HiNeRV uses at 1080p (1080 / 120 for half-resolution output)
 
@@ -109,7 +110,7 @@ def config_parameters(config: HiNeRVConfig) -> int:
 
 def stage_depth(params: int) -> int:
     """ConvNeXt blocks in each stage but the last, for a parameter budget (see ``SHALLOW_MAX_PARAMS``)."""
-    return 2 if params < SHALLOW_MAX_PARAMS else 3
+    return 1 if params < SHALLOW_MAX_PARAMS else 3
 
 
 def build_config(height: int, width: int, frames: int, out_channels: int, preset: str = "s",
