@@ -50,12 +50,13 @@ def mse_loss(pred: torch.Tensor, target: torch.Tensor, luma_channels: int) -> to
 LOGARITHMIC = frozenset({"yuvlog"})
 
 
-def log_scale(name: str, loss: torch.Tensor) -> float:
+def log_scale(name: str, loss: torch.Tensor) -> float | torch.Tensor:
     """d loss / d log(loss): what turns a rate weight stated per unit of log distortion (as ``--lambda`` and every
     rate controller's starting point are, tuned on yuvlog) into the units of the loss ``name``. 1 for a logarithmic
     loss, the loss's current value for any other (``--loss mse`` is ~1e-3: λ = 5 per log unit is ~5e-3 per unit
-    of MSE; unscaled, its rate term swamped the distortion and the encode collapsed, issue #19)."""
-    return 1.0 if name in LOGARITHMIC else max(float(loss.detach()), 1e-12)
+    of MSE; unscaled, its rate term swamped the distortion and the encode collapsed, issue #19). That value stays
+    a detached 0-D tensor on the loss's device: read every step, a float would wait for the GPU each time."""
+    return 1.0 if name in LOGARITHMIC else loss.detach().clamp_min(1e-12)
 
 
 # Losses that are not a mean over frames, as (a statistic that is, the loss as a function of it): data-parallel

@@ -3,9 +3,10 @@
 R is :func:`compress.entropy_quant.rate_bits` (the symbols' bits under the learned entropy models), so λ is in
 units of log distortion per bit per pixel (for a loss that is not a logarithm the term is scaled by the loss's
 value, ``HookContext.loss_scale``: one λ makes the same trade under every loss). With a target, a
-multiplicative controller moves λ after every step by ``(R_file / target)**gain``, where R_file is the *file* the current weights would make: the exact symbols' bits
-under the learned models plus the side information (headers, steps, model parameters), which the encoder supplies
-through ``side_bits``. Registered as the ``entropy`` plugin.
+multiplicative controller moves λ after every step by ``(R_file / target)**gain``, where R_file is the *file*
+the current weights would make: the exact symbols' bits under the learned models plus the side information
+(headers, steps, model parameters), which the encoder supplies through ``side_bits``. Registered as the
+``entropy`` plugin.
 """
 from __future__ import annotations
 

@@ -68,8 +68,8 @@ class HookContext:
     task_weight: float = 1.0  # the task loss is multiplied by this; a hook may change it (e.g. a distillation ramp)
     # this step's d(task loss)/d(log task loss): 1 for a loss that is a logarithm (yuvlog), else the loss's value. A
     # rate weight λ stated per unit of log distortion is multiplied by it, so one λ makes the same trade under
-    # every --loss (codec.losses.log_scale)
-    loss_scale: float = 1.0
+    # every --loss (codec.losses.log_scale; a detached 0-D tensor for a loss that is not a logarithm)
+    loss_scale: float | torch.Tensor = 1.0
     extras: dict[str, Any] = field(default_factory=dict)  # free-form, for hooks to share values
 
 

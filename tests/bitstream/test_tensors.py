@@ -182,10 +182,10 @@ def test_a_small_learned_tensor_is_stored_by_whatever_codes_it_smallest() -> Non
     lo, hi = int(bias.symbols.min()), int(bias.symbols.max())
     spec = ModelSpec("laplace", lo, hi, bias.entropy[1:])
     as_learned = len(spec.to_bytes()) + 1 + len(encode(bias.symbols, spec))  # spec, length, payload
-    row = tensor_breakdown(encode_tensors([bias]))[0]
+    payload = encode_tensors([bias])
+    row = tensor_breakdown(payload)[0]
     assert row["model"] != "laplace"
     assert row["bytes_payload"] + row["bytes_side"] - row["bytes_name"] - 1 - 2 < as_learned  # less meta, shape
-    payload = encode_tensors([bias])
     assert decode_tensors(payload)[0].symbols.tolist() == bias.symbols.tolist()
     assert len(encode_tensors([bias], payload_sizes=[3])) == len(payload)  # the layout counts what is written
 
