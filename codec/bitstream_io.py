@@ -7,7 +7,9 @@ canonical options and decode data; ``compress.hooks.Plugin``).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -44,9 +46,8 @@ def frame_activation_bytes(config: HiNeRVConfig) -> int:
     """Bytes of the largest feature map (float32) that rendering one whole frame creates: the MLP hidden layer
     or the upsampled input of the widest stage."""
     sizes = config.stage_sizes()
-    widths = (config.channels[0],) + tuple(config.channels)
-    return 4 * max(sizes[n + 1][0] * sizes[n + 1][1] * max(widths[n], config.channels[n] * config.expansions[n])
-                   for n in range(len(config.strides)))
+    return 4 * max(sizes[n + 1][0] * sizes[n + 1][1] * max(s.in_channels, s.out_channels * s.expansion)
+                   for n, s in enumerate(config.stage_shapes()))
 
 
 def check_decodable(fmt: VideoFormat, frames: int, config: HiNeRVConfig,
@@ -155,11 +156,37 @@ def _sections(data: bytes) -> dict[int, bytes]:
     return found
 
 
+# MODEL payloads of version 1, written before ``HiNeRVConfig.luma``: the same fields up to ``version``, no luma
+_HINTS = typing.get_type_hints(HiNeRVConfig)
+_ModelV1 = dataclasses.make_dataclass(
+    "HiNeRVConfigV1", [(f.name, _HINTS[f.name]) for f in dataclasses.fields(HiNeRVConfig) if f.name != "luma"],
+    frozen=True)
+
+
+def read_model_config(payload: bytes) -> HiNeRVConfig:
+    """The MODEL section of any version: a version-1 payload (no luma stage) reads as the same model today."""
+    try:
+        return unpack_dataclass(HiNeRVConfig, payload)
+    except BitstreamError as current:
+        try:
+            old = unpack_dataclass(_ModelV1, payload)
+        except BitstreamError:
+            raise current from None
+        if old.version != 1:
+            raise current from None
+        fields = dataclasses.asdict(old)
+        fields.update(version=HiNeRVConfig.version, luma=None)
+        try:
+            return HiNeRVConfig(**fields)
+        except ValueError as e:
+            raise BitstreamError(f"invalid HiNeRVConfig in MODEL (version 1): {e}") from None
+
+
 def read_bitstream(data: bytes, limits: DecodeLimits = DecodeLimits()) -> ParsedFile:
     """Parse and validate a hinerv file."""
     found = _sections(data)
     info = unpack_dataclass(StreamInfo, found[SectionType.VIDEO])
-    config = unpack_dataclass(HiNeRVConfig, found[SectionType.MODEL])
+    config = read_model_config(found[SectionType.MODEL])
     if config.frames != info.frames:
         raise BitstreamError(f"model covers {config.frames} frames, the video has {info.frames}")
     check_decodable(info.format, info.frames, config, limits)

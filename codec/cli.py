@@ -95,6 +95,9 @@ def main() -> None:
               help="Each stage's width over the previous one's (the preset solves the first width for the budget).")
 @click.option("--min-width", type=int, default=DEFAULTS.min_width, show_default=True,
               help="No stage narrower than this (the last one feeds the 6-output head).")
+@click.option("--luma-stage", type=click.Choice(["auto", "on", "off"]), default=DEFAULTS.luma_stage,
+              show_default=True,
+              help="End 4:2:0 models with a stage at luma resolution for Y (auto: from 8,000 parameters).")
 @click.option("--bits", type=int, default=DEFAULTS.bits, show_default=True, help="Bits per quantized weight.")
 @click.option("--prune", "prune_ratio", type=float, default=DEFAULTS.prune, show_default=True,
               help="Fraction of weights pruned (uniform; sbs and entropy prune by their rate term).")
@@ -145,16 +148,16 @@ def main() -> None:
               help="Write a JSON report (bytes, bpp, PSNR, MS-SSIM, params, times).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
-def encode(input_path, output_path, preset, params, epochs, width_ratio, min_width, bits, prune_ratio, loss, frames,
-           seed, lr, batch_size, patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate, sbs_prune, plugins,
-           device, bf16, kernels, time_budget, teacher_cache, resume, json_path, quiet) -> None:
+def encode(input_path, output_path, preset, params, epochs, width_ratio, min_width, luma_stage, bits, prune_ratio,
+           loss, frames, seed, lr, batch_size, patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate,
+           sbs_prune, plugins, device, bf16, kernels, time_budget, teacher_cache, resume, json_path, quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
     from eval.measure import measure
 
     from .encoder import encode as run_encode
 
     options = EncodeOptions(preset=preset, params=params, epochs=epochs, width_ratio=width_ratio,
-                            min_width=min_width, bits=bits, prune=prune_ratio, loss=loss,
+                            min_width=min_width, luma_stage=luma_stage, bits=bits, prune=prune_ratio, loss=loss,
                             frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size,
                             quant=quant, lam=lam, target_bpp=target_bpp, target_size=target_size, steps=steps,
                             sbs_rate=sbs_rate, sbs_prune=sbs_prune, plugins=plugins, device=device, bf16=bf16,
@@ -301,7 +304,9 @@ def format_info(desc: dict) -> str:
         f"video       {v['width']}x{v['height']} {v['chroma']} {v['bit_depth']}-bit, {desc['frames']} frames "
         f"at {v['fps_num']}/{v['fps_den']} fps",
         f"model       HiNeRV {desc['params']:,} params, strides {tuple(m['strides'])}, "
-        f"widths {tuple(m['channels'])}, depths {tuple(m['depths'])}",
+        f"widths {tuple(m['channels'])}, depths {tuple(m['depths'])}"
+        + (f", luma stage width {m['luma']['channels']} depth {m['luma']['depth']} expansion {m['luma']['expansion']}"
+           if m.get("luma") else ""),
         f"            grid {m['grid_frames']}x{desc['base_size'][0]}x{desc['base_size'][1]}x{m['grid_channels']}, "
         f"local grids {m['local_frames']} frames x C_loc {m['local_channels']}",
         "bytes       " + ", ".join(f"{k} {v:,}" for k, v in desc["breakdown"].items()),

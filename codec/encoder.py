@@ -40,6 +40,7 @@ RUNTIME_FIELDS = ("kernels", "teacher_cache")
 # A stage that steers λ to a target size runs at least this many steps: its multiplicative controller moves λ ~2%
 # a step, and a 16-frame clip's 20% of 300 epochs (480 steps) ended 50% over a low target (issue #19)
 MIN_STEERING_STEPS = 1000
+LUMA_STAGE_CHOICES = {"auto": None, "on": True, "off": False}  # --luma-stage -> inr.presets.build_config's luma
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
 
 
@@ -55,6 +56,7 @@ class EncodeOptions:
     qat_epochs: int | None = None  # default round(0.1 * epochs)
     width_ratio: float = 0.5  # each stage's width over the previous one's (inr.presets.WidthLadder)
     min_width: int = 4  # no stage narrower than this
+    luma_stage: str = "auto"  # a full-resolution luma stage (4:2:0): 'on', 'off', 'auto' (inr.presets.luma_stage)
     bits: int = 6  # bits per quantized weight (uniform; sbs: outside the search)
     prune: float = 0.15  # fraction of weights pruned (global magnitude, uniform); 0 disables the stage
     loss: str = "yuvlog"  # see codec.losses.LOSSES
@@ -104,6 +106,8 @@ class EncodeOptions:
         if self.kernels not in KERNEL_MODES:
             raise ValueError(f"--kernels must be one of {', '.join(KERNEL_MODES)}, got {self.kernels!r}")
         self.ladder()  # validates --width-ratio, --min-width
+        if self.luma_stage not in LUMA_STAGE_CHOICES:
+            raise ValueError(f"--luma-stage must be one of {', '.join(LUMA_STAGE_CHOICES)}, got {self.luma_stage!r}")
         TrainConfig(batch_size=self.batch_size, patch_size=self.patch_size or 0, loss=self.loss, seed=self.seed)
         if self.time_budget is not None:
             if not self.time_budget > 0:
@@ -121,6 +125,10 @@ class EncodeOptions:
 
     def ladder(self) -> WidthLadder:
         return WidthLadder(self.width_ratio, self.min_width)
+
+    def luma(self) -> bool | None:
+        """``build_config``'s luma argument: None lets the budget decide."""
+        return LUMA_STAGE_CHOICES[self.luma_stage]
 
     def plugin_specs(self) -> list[PluginSpec]:
         """The --plugin specs, parsed and typed (LookupError/ValueError on an unknown name, key or bad value)."""
@@ -281,7 +289,7 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         options.quant_settings(), CodingContext(pixels, options.target_bits(pixels), quant_axis, file_bytes, claimed))
     preset, budget = resolve_model_size(options, pixels, quantizer.bits_per_param())
     config = build_config(*layout.grid_size, video.num_frames, layout.channels, preset if budget is None else "s",
-                          budget, options.ladder())
+                          budget, options.ladder(), luma=options.luma())
     # what shapes the result (checkpointed, fingerprinted); plugins first: a plugin that reshapes the model at a
     # stage (low-rank factors) does so before the quantizer attaches to what is there
     hooks = HookList(plugins + quantizer.hooks())
@@ -292,7 +300,8 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     params = count_parameters(model)
     log(f"{fmt.width}x{fmt.height} {fmt.chroma} {fmt.bit_depth}-bit, {video.num_frames} frames -> HiNeRV "
         f"{preset if options.params is None else 'custom'}: {params:,} parameters, strides {config.strides}, "
-        f"widths {config.channels}" + (f"; plugins {', '.join(options.plugins)}" if plugins else ""))
+        f"widths {config.channels}" + (f", a luma stage {config.luma.channels} wide" if config.luma else "")
+        + (f"; plugins {', '.join(options.plugins)}" if plugins else ""))
     note = target_note(options, pixels, params, quantizer.reachable_bits_per_param())
     if note is not None:
         log(f"note: {note}")

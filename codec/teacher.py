@@ -83,12 +83,13 @@ def teacher_config(request: TeacherRequest, student: HiNeRVConfig,
     """
     s = student
     depth = s.depths[0] if len(s.depths) > 1 else None  # the student's blocks a stage, whatever the budget
+    luma = s.luma is not None  # and the student's luma stage, so the stages line up
     if request.preset == "auto":
         budget = int(request.scale * config_parameters(s))
-        config = build_config(s.height, s.width, s.frames, s.out_channels, "s", budget, ladder, depth)
+        config = build_config(s.height, s.width, s.frames, s.out_channels, "s", budget, ladder, depth, luma)
     else:
         config = build_config(s.height, s.width, s.frames, s.out_channels, request.preset, ladder=ladder,
-                              depth=depth)
+                              depth=depth, luma=luma)
     if config.strides != s.strides or config.depths != s.depths:
         raise ValueError(f"teacher {request.preset}: strides {config.strides} differ from the student's {s.strides}")
     if request.wider and (config.grid_channels < s.grid_channels

@@ -25,8 +25,9 @@ def layer_modules(model: nn.Module) -> list[nn.Module]:
 
 
 def layer_widths(model: nn.Module) -> tuple[int, ...]:
-    """Channels of each layer in ``layer_modules`` order."""
-    return (model.grid.out_channels,) + (model.config.channels[0],) + tuple(model.config.channels)
+    """Channels of each layer in ``layer_modules`` order (a luma stage's is the last)."""
+    stages = tuple(s.out_channels for s in model.config.stage_shapes())
+    return (model.grid.out_channels, model.config.channels[0]) + stages
 
 
 def _channels_last(module: nn.Module, out: torch.Tensor) -> torch.Tensor:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 MAX_PARAMETERS = 1 << 28  # no TENSORS section holds more (bitstream.tensors.TensorLimits.max_elements): 1 GiB fp32
@@ -11,6 +12,37 @@ MAX_PARAMETERS = 1 << 28  # no TENSORS section holds more (bitstream.tensors.Ten
 def _positive(name: str, value: int) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LumaStage:
+    """A last stage at luma resolution (4:2:0 only): the last stage's features upsampled x2, with their own
+    hierarchical encoding and ConvNeXt blocks, give Y one sample a pixel; U and V come from the head at the chroma
+    planes' size as before. Without it the head's one feature vector makes all four luma samples it covers."""
+
+    channels: int  # width of the stage
+    depth: int = 1  # ConvNeXt blocks
+    expansion: int = 2  # MLP expansion ratio
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "depth", "expansion"):
+            _positive(f"luma {name}", getattr(self, name))
+        if self.channels > 4096 or self.depth > 64 or self.expansion > 16:
+            raise ValueError("luma stage channels (<=4096), depth (<=64) or expansion (<=16) out of range")
+
+
+LUMA_STRIDE = 2  # the luma stage's upsampling: 4:2:0 has two luma samples a chroma sample each way
+
+
+class StageShape(NamedTuple):
+    """One upsampling stage as the network builds it: the regular stages, then the luma stage if any."""
+
+    stride: int
+    in_channels: int
+    out_channels: int
+    depth: int
+    expansion: int
+    local_channels: int  # C_loc of its temporal local grids at level 0
 
 
 @dataclass(frozen=True)
@@ -36,7 +68,8 @@ class HiNeRVConfig:
     local_channels: int  # C_loc of stage 1 local grids; stage n uses C_loc * 0.5**(n-1), level l * 2**l
     grid_levels: int = 2  # levels of the base temporal grid
     local_levels: int = 3  # temporal levels of the hierarchical encoding
-    version: int = 1  # bumped whenever the meaning of a field changes
+    version: int = 2  # bumped whenever the fields change (1: before ``luma``; ``codec.bitstream_io`` reads both)
+    luma: LumaStage | None = None  # a full-resolution luma stage after the last one (4:2:0: out_channels 6)
 
     def __post_init__(self) -> None:
         for name in ("frames", "height", "width", "out_channels", "grid_frames", "grid_channels",
@@ -55,8 +88,11 @@ class HiNeRVConfig:
             _positive("stride", s)
             if s > 16:
                 raise ValueError(f"strides must be at most 16, got {s}")
-        if self.version != 1:
-            raise ValueError(f"model config version {self.version} is not supported (expected 1)")
+        if self.version != 2:
+            raise ValueError(f"model config version {self.version} is not supported (expected 2)")
+        if self.luma is not None and self.out_channels != 2 + LUMA_STRIDE ** 2:
+            raise ValueError(f"a luma stage needs a 4:2:0 output ({2 + LUMA_STRIDE ** 2} channels), "
+                             f"got {self.out_channels}")
         if max(self.channels) > 4096 or max(self.expansions) > 16 or max(self.depths) > 64:
             raise ValueError("channels (<=4096), expansions (<=16) or depths (<=64) out of range")
         if self.frames > 1_000_000 or self.height > 65536 or self.width > 65536:
@@ -89,10 +125,21 @@ class HiNeRVConfig:
     def base_width(self) -> int:
         return -(-self.width // self.upscale)
 
+    def stage_shapes(self) -> list[StageShape]:
+        """Every stage the network runs, in order: one per entry of ``strides``, then the luma stage if any."""
+        widths = (self.channels[0],) + tuple(self.channels)
+        shapes = [StageShape(s, widths[n], widths[n + 1], self.depths[n], self.expansions[n],
+                             self.local_channels_at(n + 1)) for n, s in enumerate(self.strides)]
+        if self.luma is not None:
+            shapes.append(StageShape(LUMA_STRIDE, widths[-1], self.luma.channels, self.luma.depth,
+                                     self.luma.expansion, self.local_channels_at(len(self.strides) + 1)))
+        return shapes
+
     def stage_sizes(self) -> list[tuple[int, int]]:
-        """(rows, cols) of the padded feature map after the stem (index 0) and after each stage."""
+        """(rows, cols) of the padded feature map after the stem (index 0) and after each of ``stage_shapes``;
+        the head reads index ``len(strides)`` (the output grid), the luma stage's map is the last."""
         sizes = [(self.base_height, self.base_width)]
-        for s in self.strides:
+        for s, *_ in self.stage_shapes():
             h, w = sizes[-1]
             sizes.append((h * s, w * s))
         return sizes
@@ -105,16 +152,16 @@ class HiNeRVConfig:
         total = sum(max(1, self.grid_frames >> l) * h0 * w0 * (self.grid_channels << l) for l in levels)
         grid_out = sum(self.grid_channels << l for l in levels)
         total += grid_out * self.channels[0] * 9 + self.channels[0]  # stem: 3x3 conv
-        widths = (self.channels[0],) + tuple(self.channels)
-        for n, s in enumerate(self.strides):
-            c_loc = self.local_channels_at(n + 1)
+        for s, width_in, c_out, depth, expansion, c_loc in self.stage_shapes():
             for l in range(self.local_levels):  # temporal local grids, then their projection
                 total += max(1, self.local_frames >> l) * s * s * (c_loc << l)
-            total += sum(c_loc << l for l in range(self.local_levels)) * widths[n] + widths[n]
-            c_out, hidden = widths[n + 1], widths[n + 1] * self.expansions[n]
-            for b in range(self.depths[n]):  # ConvNeXt: depthwise 3x3, Linear -> hidden, Linear -> c_out
-                c_in = widths[n] if b == 0 else c_out
+            total += sum(c_loc << l for l in range(self.local_levels)) * width_in + width_in
+            hidden = c_out * expansion
+            for b in range(depth):  # ConvNeXt: depthwise 3x3, Linear -> hidden, Linear -> c_out
+                c_in = width_in if b == 0 else c_out
                 total += c_in * 10 + c_in * hidden + hidden + hidden * c_out + c_out
+        if self.luma is not None:  # chroma head on the last regular stage, luma head on the luma stage
+            return total + (self.channels[-1] + 1) * 2 + (self.luma.channels + 1)
         return total + self.channels[-1] * self.out_channels + self.out_channels  # head
 
     def local_channels_at(self, stage: int) -> int:

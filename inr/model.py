@@ -13,6 +13,10 @@ Data flow for frame index t (shapes channels-last)::
            ─► D_n ConvNeXt blocks (the first may change the width)     (B, h_n, w_n, C_n)
       ─► head: Linear ─► sigmoid                           (B, H, W, out_channels)
 
+With a luma stage (``HiNeRVConfig.luma``, 4:2:0 only) the head makes U and V alone, and one more stage (x2, its
+own encoding and blocks) feeds a Linear ─► sigmoid making Y at luma resolution, (B, 2H, 2W, 1), pixel-unshuffled
+into the output's four luma channels.
+
 The output grid is padded to base * prod(strides) internally and cropped back. Any output region can be
 rendered alone (patch mode) and equals the same pixels of the whole frame: see ``inr.regions``.
 """
@@ -23,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .config import HiNeRVConfig
+from .config import LUMA_STRIDE, HiNeRVConfig
 from .kernels import KERNEL_MODES, resolve_kernels, upsample_add_encoding
 from .layers import ConvNeXtBlock, HierarchicalEncoding, TemporalGrid, depthwise_conv_nhwc
 from .regions import Region, RenderPlan, crop_to, grow, plan_regions
@@ -66,12 +70,13 @@ class HiNeRV(nn.Module):
         h0, w0 = c.base_height, c.base_width
         self.grid = TemporalGrid(c.frames, c.grid_frames, h0, w0, c.grid_channels, c.grid_levels)
         self.stem = nn.Conv2d(self.grid.out_channels, c.channels[0], 3, padding=1)
-        widths = (c.channels[0],) + tuple(c.channels)
-        self.stages = nn.ModuleList(
-            Stage(c.strides[n], widths[n], widths[n + 1], c.depths[n], c.expansions[n], c.frames,
-                  c.local_frames, c.local_channels_at(n + 1), c.local_levels)
-            for n in range(len(c.strides)))
-        self.head = nn.Linear(c.channels[-1], c.out_channels)
+        self.stages = nn.ModuleList(  # the luma stage, if any, is the last
+            Stage(s.stride, s.in_channels, s.out_channels, s.depth, s.expansion, c.frames, c.local_frames,
+                  s.local_channels, c.local_levels)
+            for s in c.stage_shapes())
+        # the head reads the output grid: all of it, or U and V while the luma stage's head makes Y
+        self.head = nn.Linear(c.channels[-1], c.out_channels if c.luma is None else 2)
+        self.luma_head = None if c.luma is None else nn.Linear(c.luma.channels, 1)
         self.sizes = c.stage_sizes()
         self.kernels = "auto"  # 'auto' | 'triton' | 'torch': how upsampling + encoding run (not in the bitstream)
         self.chunk_bytes = CPU_CHUNK_BYTES  # on a CPU, the largest map a batch chunk may make (0: one pass)
@@ -123,45 +128,60 @@ class HiNeRV(nn.Module):
                               for part in t.tensor_split(chunks)])
 
     def plan(self, region: Region) -> RenderPlan:
-        """What every stage computes to render ``region`` of the output grid (``inr.regions.plan_regions``)."""
-        return plan_regions(region, self.sizes, self.config.strides, self.config.depths)
+        """What every stage computes to render ``region`` of the output grid (``inr.regions.plan_regions``); with
+        a luma stage the plan ends at the same region of the luma map, ``LUMA_STRIDE`` times larger."""
+        shapes = self.config.stage_shapes()
+        strides, depths = tuple(s.stride for s in shapes), tuple(s.depth for s in shapes)
+        if self.config.luma is not None:
+            region = tuple(LUMA_STRIDE * v for v in region)
+        return plan_regions(region, self.sizes, strides, depths)
 
     def largest_activation(self, plan: RenderPlan) -> int:
         """Bytes of the largest fp32 map one frame of ``plan`` makes: an upsampled grid or a block's MLP hidden."""
-        c = self.config
-        widths = (c.channels[0],) + tuple(c.channels)
         area = lambda r: (r[1] - r[0]) * (r[3] - r[2])  # noqa: E731
         largest = 0
-        for n, blocks in enumerate(plan.blocks):
-            upsampled = area(plan.stem_out if n == 0 else plan.keep[n - 1]) * c.strides[n] ** 2 * widths[n]
-            largest = max(largest, upsampled, area(blocks) * max(widths[n], widths[n + 1] * c.expansions[n]))
+        for n, (s, blocks) in enumerate(zip(self.config.stage_shapes(), plan.blocks)):
+            upsampled = area(plan.stem_out if n == 0 else plan.keep[n - 1]) * s.stride ** 2 * s.in_channels
+            largest = max(largest, upsampled, area(blocks) * max(s.in_channels, s.out_channels * s.expansion))
         return 4 * largest
 
     def render(self, t: torch.Tensor, plan: RenderPlan) -> torch.Tensor:
         """Frames ``t`` of the output region ``plan`` was made for: (B, h, w, out_channels)."""
-        c = self.config
         x = self.grid(t, plan.stem)  # (B, h, w, C_grid_total)
         x = depthwise_conv_nhwc(self.stem, x)  # (B, h, w, C_1)
         x = x[:, crop_to(plan.stem, plan.stem_out)[0], crop_to(plan.stem, plan.stem_out)[1]]
         current = plan.stem_out
         impl = resolve_kernels(self.kernels, x.device)
-        for n, stage in enumerate(self.stages):
-            x = F.layer_norm(x, x.shape[-1:])
-            y0, y1, x0, x1 = plan.blocks[n]
-            small = (y1 - y0) * (x1 - x0) < FUSED_MIN_PIXELS and self.kernels == "auto"
-            impl_n = "torch" if small else impl
-            # bilinear x s_n, then + encoding[h mod s_n, w mod s_n]: one fused pass with Triton
-            x = upsample_add_encoding(x, stage.encoding.tiles(t), current, plan.blocks[n], stage.stride,
-                                      impl_n)  # (B, h_n, w_n, C_in)
-            have = plan.blocks[n]
-            for k, block in enumerate(stage.blocks):
-                # each 3x3 conv spends one pixel of halo: the block keeps only what later blocks still need
-                need = grow(plan.keep[n], len(stage.blocks) - 1 - k, self.sizes[n + 1])
-                x, have = block(x, crop_to(have, need) if need != have else None, t), need
-            ys, xs = crop_to(have, plan.keep[n])
-            x = x[:, ys, xs]
-            current = plan.keep[n]
-        return torch.sigmoid(self.head(x))  # (B, y1-y0, x1-x0, out_channels)
+        regular = len(self.config.strides)
+        for n, stage in enumerate(self.stages[:regular]):
+            x, current = self.run_stage(n, stage, x, t, current, plan, impl)
+        if self.luma_head is None:
+            return torch.sigmoid(self.head(x))  # (B, y1-y0, x1-x0, out_channels)
+        y0, y1, x0, x1 = (v // LUMA_STRIDE for v in plan.keep[-1])  # the output region on the grid
+        ys, xs = crop_to(current, (y0, y1, x0, x1))
+        uv = torch.sigmoid(self.head(x[:, ys, xs]))  # (B, h, w, 2)
+        x, _ = self.run_stage(regular, self.stages[regular], x, t, current, plan, impl)
+        s = LUMA_STRIDE  # the luma samples a grid pixel covers, pixel-unshuffled as codec.layout stores them
+        y = torch.sigmoid(self.luma_head(x)).view(x.shape[0], y1 - y0, s, x1 - x0, s)
+        y = y.permute(0, 1, 3, 2, 4).reshape(x.shape[0], y1 - y0, x1 - x0, s * s)
+        return torch.cat([y, uv], dim=-1)
+
+    def run_stage(self, n: int, stage: Stage, x: torch.Tensor, t: torch.Tensor, current: Region, plan: RenderPlan,
+                  impl: str) -> tuple[torch.Tensor, Region]:
+        """Stage ``n`` of ``plan`` on ``x`` (which holds region ``current`` of its input): the output and its region."""
+        x = F.layer_norm(x, x.shape[-1:])
+        y0, y1, x0, x1 = plan.blocks[n]
+        small = (y1 - y0) * (x1 - x0) < FUSED_MIN_PIXELS and self.kernels == "auto"
+        # bilinear x s_n, then + encoding[h mod s_n, w mod s_n]: one fused pass with Triton
+        x = upsample_add_encoding(x, stage.encoding.tiles(t), current, plan.blocks[n], stage.stride,
+                                  "torch" if small else impl)  # (B, h_n, w_n, C_in)
+        have = plan.blocks[n]
+        for k, block in enumerate(stage.blocks):
+            # each 3x3 conv spends one pixel of halo: the block keeps only what later blocks still need
+            need = grow(plan.keep[n], len(stage.blocks) - 1 - k, self.sizes[n + 1])
+            x, have = block(x, crop_to(have, need) if need != have else None, t), need
+        ys, xs = crop_to(have, plan.keep[n])
+        return x[:, ys, xs], plan.keep[n]
 
 
 def cpu_chunks(batch: int, frame_bytes: int, limit: int = CPU_CHUNK_BYTES) -> int:
@@ -191,7 +211,9 @@ def model_macs_per_pixel(model: HiNeRV) -> float:
     def positions(name: str) -> int:
         if name.startswith("stem"):
             return sizes[0][0] * sizes[0][1]
-        if name.startswith("head"):
+        if name.startswith("head"):  # the output grid
+            return sizes[len(c.strides)][0] * sizes[len(c.strides)][1]
+        if name.startswith("luma_head"):
             return sizes[-1][0] * sizes[-1][1]
         parts = name.split(".")
         if len(parts) > 3 and parts[0] == "stages" and parts[2] == "blocks":
@@ -222,13 +244,15 @@ def macs_per_pixel(config: HiNeRVConfig) -> float:
     area = lambda hw: hw[0] * hw[1]  # noqa: E731
     grid_c = sum(c.grid_channels << l for l in range(c.grid_levels))
     total = area(sizes[0]) * grid_c * c.channels[0] * 9
-    widths = (c.channels[0],) + tuple(c.channels)
-    for n in range(len(c.strides)):
+    for n, s in enumerate(c.stage_shapes()):
         px = area(sizes[n + 1])
-        cin = widths[n]
-        for b in range(c.depths[n]):
-            ci = cin if b == 0 else widths[n + 1]
-            hidden = widths[n + 1] * c.expansions[n]
-            total += px * (ci * 9 + ci * hidden + hidden * widths[n + 1])
-    total += area(sizes[-1]) * c.channels[-1] * c.out_channels
+        for b in range(s.depth):
+            ci = s.in_channels if b == 0 else s.out_channels
+            hidden = s.out_channels * s.expansion
+            total += px * (ci * 9 + ci * hidden + hidden * s.out_channels)
+    grid = area(sizes[len(c.strides)])
+    if c.luma is None:
+        total += grid * c.channels[-1] * c.out_channels
+    else:  # U and V on the output grid, Y on the luma map
+        total += grid * c.channels[-1] * 2 + area(sizes[-1]) * c.luma.channels
     return total / (c.height * c.width)

@@ -17,7 +17,7 @@ import torch
 
 from common.registry import Registry
 
-from .config import HiNeRVConfig
+from .config import LUMA_STRIDE, HiNeRVConfig, LumaStage
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,11 @@ MIN_PARAMS = 1000  # below this no HiNeRV fits; tiny clips get at least this muc
 # +1.2 (docs/results.md): the same budget in wider layers, fewer tensors to code, fewer layers to train in a
 # short encode. Larger models were not measured and keep three.
 SHALLOW_MAX_PARAMS = 25_000
+# From this many parameters a 4:2:0 model ends with a full-resolution luma stage (``LUMA_STAGE``) rather than
+# making the four luma samples of a chroma pixel from one feature vector (docs/results.md): it pays once there are
+# parameters to spare for it; below, its ~300-500 parameters are missed in the rest of the network.
+LUMA_MIN_PARAMS = 8_000
+LUMA_STAGE = LumaStage(channels=8, depth=1, expansion=2)
 BASE_TARGET = 9  # short side of the base grid HiNeRV uses at 1080p (1080 / 120 for half-resolution output)
 
 
@@ -83,14 +88,15 @@ class WidthLadder:
 
 def _make_config(height: int, width: int, frames: int, out_channels: int, strides: tuple[int, ...],
                  width_c: int, grid_channels: int, grid_frames: int, local_frames: int,
-                 ladder: WidthLadder = WidthLadder(), depth: int = 3) -> HiNeRVConfig:
+                 ladder: WidthLadder = WidthLadder(), depth: int = 3,
+                 luma: LumaStage | None = None) -> HiNeRVConfig:
     n = len(strides)
     channels = ladder.widths(width_c, n)
     return HiNeRVConfig(
         frames=frames, height=height, width=width, out_channels=out_channels, strides=strides,
         channels=channels, depths=(depth,) * (n - 1) + (1,), expansions=(4,) * (n - 1) + (1,),
         grid_frames=grid_frames, grid_channels=grid_channels, local_frames=local_frames,
-        local_channels=2 * grid_channels)
+        local_channels=2 * grid_channels, luma=luma)
 
 
 def _grid_parameters(base_area: int, strides: tuple[int, ...], grid_frames: int, local_frames: int,
@@ -113,9 +119,19 @@ def stage_depth(params: int) -> int:
     return 1 if params < SHALLOW_MAX_PARAMS else 3
 
 
+def luma_stage(params: int, out_channels: int, wanted: bool | None = None) -> LumaStage | None:
+    """The full-resolution luma stage for a budget: ``LUMA_STAGE`` for 4:2:0 from ``LUMA_MIN_PARAMS`` (``wanted``
+    None), always (True) or never (False); other formats have none."""
+    if out_channels != 2 + LUMA_STRIDE ** 2:
+        if wanted:
+            raise ValueError(f"a full-resolution luma stage needs 4:2:0 video ({out_channels}-channel output here)")
+        return None
+    return LUMA_STAGE if (params >= LUMA_MIN_PARAMS if wanted is None else wanted) else None
+
+
 def build_config(height: int, width: int, frames: int, out_channels: int, preset: str = "s",
                  params: int | None = None, ladder: WidthLadder = WidthLadder(),
-                 depth: int | None = None) -> HiNeRVConfig:
+                 depth: int | None = None, luma: bool | None = None) -> HiNeRVConfig:
     """The config for an output grid of ``height`` x ``width`` x ``frames`` at a preset or a parameter budget.
 
     Args:
@@ -126,6 +142,7 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
         params: an explicit parameter budget.
         ladder: how the widths fall from stage to stage.
         depth: blocks in each stage but the last; None: ``stage_depth`` of the budget.
+        luma: a full-resolution luma stage (``luma_stage``): None decides by the budget.
     """
     spec = PRESETS.get(preset)
     if params is None:
@@ -134,6 +151,7 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
     if params < MIN_PARAMS:
         raise ValueError(f"parameter budget must be at least {MIN_PARAMS}, got {params}")
     depth = stage_depth(params) if depth is None else depth
+    luma_cfg = luma_stage(params, out_channels, luma)
     strides = choose_strides(height, width)
     up = math.prod(strides)
     base_area = -(-height // up) * -(-width // up)
@@ -147,11 +165,11 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
     best = None
     for width_c in range(8, 4097, 4):
         cfg = _make_config(height, width, frames, out_channels, strides, width_c, grid_channels,
-                           grid_frames, local_frames, ladder, depth)
+                           grid_frames, local_frames, ladder, depth, luma_cfg)
         if config_parameters(cfg) > params:
             break
         best = cfg
     if best is None:
         best = _make_config(height, width, frames, out_channels, strides, 8, grid_channels, grid_frames,
-                            local_frames, ladder, depth)
+                            local_frames, ladder, depth, luma_cfg)
     return best

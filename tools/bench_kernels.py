@@ -44,24 +44,21 @@ DTYPES = {"fp32": (torch.float32, torch.float32), "bf16": (torch.bfloat16, torch
 
 
 def stage_shapes(config: HiNeRVConfig, batch: int, patch: int | None, label: str) -> list[dict]:
-    """(in_region, out_region, stride, C) of every stage of ``config``, frame mode or one interior patch."""
-    sizes = config.stage_sizes()
+    """(in_region, out_region, stride, C) of every stage of ``config`` (a luma stage too), frame mode or one
+    interior patch of the last map."""
+    sizes, stages = config.stage_sizes(), config.stage_shapes()
     if patch:
         h, w = sizes[-1]
         y0, x0 = (h // 2 - patch // 2), (w // 2 - patch // 2) + 1  # interior, not aligned to any stride
-        plan = plan_regions((y0, y0 + patch, x0, x0 + patch), sizes, config.strides, config.depths)
+        plan = plan_regions((y0, y0 + patch, x0, x0 + patch), sizes, tuple(s.stride for s in stages),
+                            tuple(s.depth for s in stages))
         regions = [plan.stem_out, *plan.keep]
         outs = list(plan.blocks)
     else:
         regions = [(0, hh, 0, ww) for hh, ww in sizes[:-1]]
         outs = [(0, hh, 0, ww) for hh, ww in sizes[1:]]
-    widths = (config.channels[0],) + tuple(config.channels)
-    shapes = []
-    for n, s in enumerate(config.strides):
-        rin, rout = regions[n], outs[n]
-        shapes.append(dict(label=f"{label} stage{n + 1} s{s}", batch=batch, rin=rin, rout=rout, stride=s,
-                           channels=widths[n]))
-    return shapes
+    return [dict(label=f"{label} stage{n + 1} s{s.stride}", batch=batch, rin=regions[n], rout=outs[n],
+                 stride=s.stride, channels=s.in_channels) for n, s in enumerate(stages)]
 
 
 def hinerv_s_1080p() -> HiNeRVConfig:

@@ -154,6 +154,35 @@ def test_cli_round_trip_and_info(clip, tmp_path):
     assert len(info["tensors"]) > 5 and all(t["name"] for t in info["tensors"])
 
 
+def test_a_luma_stage_encode_decodes_to_its_report(clip, tmp_path):
+    """--luma-stage on: the file carries the stage (hinerv info says so), and decodes to the reported quality."""
+    out, rep, dec = tmp_path / "l.bin", tmp_path / "l.json", tmp_path / "l.y4m"
+    r = _cli(["encode", str(clip), str(out), "--preset", "xs", "--luma-stage", "on", "--epochs", "3", "--frames", "3",
+              "--json", str(rep), "-q"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(rep.read_text())
+    r = _cli(["decode", str(out), str(dec), "-q"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    m = evaluate(read_y4m(clip).frames(0, 3), read_y4m(dec))
+    assert report["psnr_yuv"] == pytest.approx(m.psnr_yuv, abs=1e-9) and report["psnr_y"] == pytest.approx(m.psnr_y)
+    info = _cli(["info", str(out)], tmp_path).stdout
+    assert "luma stage width 8" in info
+    tensors = json.loads(_cli(["info", str(out), "--json"], tmp_path).stdout)["tensors"]
+    assert "luma_head.weight" in {t["name"] for t in tensors}
+
+
+def test_a_luma_stage_is_refused_for_video_other_than_420(tmp_path):
+    from codec.video import Video, VideoFormat
+    from codec.y4m import write_y4m
+
+    fmt = VideoFormat(32, 24, 25, 1, "444", 8)
+    rng = np.random.default_rng(0)
+    write_y4m(tmp_path / "c444.y4m", Video(fmt, [rng.integers(0, 256, (2, 24, 32), np.uint8) for _ in range(3)]))
+    r = _cli(["encode", str(tmp_path / "c444.y4m"), str(tmp_path / "o.bin"), "--luma-stage", "on"], tmp_path)
+    assert r.returncode == 2 and "needs 4:2:0 video" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "o.bin").exists()
+
+
 def _cli(args, tmp_path):
     cwd = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # as a user runs it: no interpreter

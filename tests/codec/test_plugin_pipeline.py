@@ -164,11 +164,12 @@ METHODS = ["lowrank:keep=0.3,layers=all", "kmeans:bits=3,min_size=16", "cap:nega
            "sharedproj:scale=2.0,mix=0.5,ramp=0.2"]
 
 
-@pytest.mark.parametrize("quant", ["uniform", "entropy"])
+@pytest.mark.parametrize("quant,luma", [("uniform", "auto"), ("entropy", "auto"), ("entropy", "on")])
 @pytest.mark.parametrize("spec", METHODS)
-def test_each_method_decodes_to_the_encoders_reconstruction(clip, tmp_path, spec, quant, capture):
+def test_each_method_decodes_to_the_encoders_reconstruction(clip, tmp_path, spec, quant, luma, capture):
+    """Also with a full-resolution luma stage: the methods' layers and maps include it."""
     out, capture = tmp_path / "m.bin", capture()
-    options = dataclasses.replace(FAST, quant=quant, plugins=(spec,))
+    options = dataclasses.replace(FAST, quant=quant, plugins=(spec,), luma_stage=luma)
     result = encode(clip, out, options, observers=[capture], **QUIET)
     parsed = read_bitstream(out.read_bytes())
     with torch.no_grad():
@@ -185,7 +186,7 @@ def test_each_method_decodes_to_the_encoders_reconstruction(clip, tmp_path, spec
     assert (result.params, result.macs_per_pixel) == (info["params"], pytest.approx(info["macs_per_pixel"]))
     if name == "lowrank":  # the rebuilt factors render with fewer multiply-accumulates than the dense layers
         plain = tmp_path / "plain.bin"
-        encode(clip, plain, dataclasses.replace(FAST, quant=quant), **QUIET)
+        encode(clip, plain, dataclasses.replace(FAST, quant=quant, luma_stage=luma), **QUIET)
         assert info["macs_per_pixel"] < describe_file(plain)["macs_per_pixel"]
 
 

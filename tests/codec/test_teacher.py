@@ -31,6 +31,9 @@ def test_the_teacher_lines_up_with_the_student_or_is_refused():
     assert teacher_config(TeacherRequest("xl"), student).channels == student.channels
     with pytest.raises(ValueError, match="narrower than the student"):
         teacher_config(TeacherRequest("s"), student)
+    for luma in (True, False):  # the student's luma stage, or none, whatever the teacher's budget would choose
+        small = build_config(72, 88, 8, 6, "s", 3000, luma=luma)
+        assert (teacher_config(TeacherRequest(scale=8.0), small).luma is not None) == luma
 
 
 def test_a_cached_teacher_is_reused_for_the_same_clip_and_settings_only(clip, tmp_path):

@@ -21,7 +21,7 @@ def _models(seed: int = 0) -> tuple[HiNeRV, HiNeRV]:
     """(teacher, student) for one 32x24 clip: the teacher at 8x the student's parameters."""
     torch.manual_seed(seed)
     student_cfg = build_config(24, 32, FRAMES, 6, "s", 3000)
-    teacher_cfg = build_config(24, 32, FRAMES, 6, "s", 24000)
+    teacher_cfg = build_config(24, 32, FRAMES, 6, "s", 24000, luma=student_cfg.luma is not None)  # as codec.teacher
     assert teacher_cfg.strides == student_cfg.strides
     teacher = HiNeRV(teacher_cfg).eval().requires_grad_(False)
     return teacher, HiNeRV(student_cfg)

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 import torch
 
-from inr.config import HiNeRVConfig
+from inr.config import HiNeRVConfig, LumaStage
 from inr.model import HiNeRV, count_parameters, macs_per_pixel
 
 
@@ -33,10 +33,15 @@ def test_output_shape_and_range():
     assert float(out.min()) >= 0 and float(out.max()) <= 1
 
 
-@pytest.mark.parametrize("strides,depths", [((3, 2, 2), (2, 2, 1)), ((2, 2), (3, 1)), ((5, 3, 2, 2), (1, 1, 1, 1))])
-def test_patches_equal_whole_frame(strides, depths):
+LUMA = LumaStage(6, depth=2, expansion=2)  # two blocks: the luma map's halo is two pixels deep
+
+
+@pytest.mark.parametrize("strides,depths,luma", [((3, 2, 2), (2, 2, 1), None), ((2, 2), (3, 1), None),
+                                                 ((5, 3, 2, 2), (1, 1, 1, 1), None), ((3, 2, 2), (2, 2, 1), LUMA),
+                                                 ((2, 2), (1, 1), LumaStage(4))])
+def test_patches_equal_whole_frame(strides, depths, luma):
     n = len(strides)
-    cfg = small_config(strides=strides, depths=depths, channels=(16,) * n, expansions=(2,) * n)
+    cfg = small_config(strides=strides, depths=depths, channels=(16,) * n, expansions=(2,) * n, luma=luma)
     model = randomised(cfg)
     t = torch.tensor([1, 7, 11])
     whole = model(t)
@@ -46,8 +51,9 @@ def test_patches_equal_whole_frame(strides, depths):
         torch.testing.assert_close(patch, whole[:, y0:y1, x0:x1], rtol=0, atol=1e-5)
 
 
-def test_tiled_patches_rebuild_frame():
-    model = randomised(small_config())
+@pytest.mark.parametrize("luma", [None, LUMA])
+def test_tiled_patches_rebuild_frame(luma):
+    model = randomised(small_config(luma=luma))
     t = torch.tensor([4])
     whole = model(t)
     rebuilt = torch.zeros_like(whole)
@@ -63,8 +69,9 @@ def test_region_outside_frame_is_refused():
         model(torch.tensor([0]), (0, 38, 0, 10))
 
 
-def test_gradients_reach_every_parameter():
-    model = randomised(small_config())
+@pytest.mark.parametrize("luma", [None, LUMA])
+def test_gradients_reach_every_parameter(luma):
+    model = randomised(small_config(luma=luma))
     loss = model(torch.tensor([0, 5]), (3, 20, 4, 30)).square().mean()
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
@@ -90,7 +97,7 @@ def test_hinerv_s_reference_size():
 
 
 @pytest.mark.parametrize("field,value", [("frames", 0), ("strides", ()), ("channels", (8, 8)), ("height", -3),
-                                         ("version", 2), ("strides", (3, 2, 99)), ("depths", (1, 1, 0))])
+                                         ("version", 1), ("strides", (3, 2, 99)), ("depths", (1, 1, 0))])
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError):
         dataclasses.replace(small_config(), **{field: value})
@@ -105,13 +112,14 @@ def test_kernel_choice_is_validated_and_torch_path_is_exact():
         model.set_kernels("cuda-magic")
 
 
+@pytest.mark.parametrize("luma", [None, LUMA])
 @pytest.mark.parametrize("region", [None, (3, 20, 4, 30)])
-def test_cpu_batch_chunks_match_one_pass(region):
+def test_cpu_batch_chunks_match_one_pass(region, luma):
     """Chunked CPU rendering (inr.model.CPU_CHUNK_BYTES) gives the one-pass values and gradients, Quant-Noise
     included: the quantized weights are drawn once per batch, not once per chunk."""
     from compress.quantize import QuantConfig, quantize_
 
-    model = randomised(small_config())
+    model = randomised(small_config(luma=luma))
     quantize_(model, QuantConfig(bits=6, quant_noise=0.5))
     model.train()
     t = torch.tensor([0, 3, 5, 7, 11])
@@ -130,10 +138,11 @@ def test_cpu_batch_chunks_match_one_pass(region):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("luma", [None, LUMA])
 @pytest.mark.parametrize("region", [None, (3, 20, 4, 30)])
-def test_cpu_frames_too_large_alone_render_in_bands(region):
+def test_cpu_frames_too_large_alone_render_in_bands(region, luma):
     """A frame whose largest map passes chunk_bytes renders in bands of rows: the one-pass values and gradients."""
-    model = randomised(small_config())
+    model = randomised(small_config(luma=luma))
     t = torch.tensor([2, 9])
     frame_bytes = model.largest_activation(model.plan(region or model.full_region))
     results = []
@@ -171,11 +180,34 @@ def test_cpu_chunks_split_only_what_exceeds_the_limit():
                 assert fewer * frame_bytes > 16
 
 
-def test_macs_counted_on_the_model_equal_the_formula():
+@pytest.mark.parametrize("luma", [None, LUMA])
+def test_macs_counted_on_the_model_equal_the_formula(luma):
     from inr.model import model_macs_per_pixel
 
     cfg = HiNeRVConfig(frames=4, height=24, width=40, out_channels=6, strides=(2, 3), channels=(16, 8),
                        depths=(2, 1), expansions=(4, 2), grid_frames=2, grid_channels=2, local_frames=4,
-                       local_channels=4)
+                       local_channels=4, luma=luma)
     with torch.device("meta"):
         assert model_macs_per_pixel(HiNeRV(cfg)) == pytest.approx(macs_per_pixel(cfg))
+
+
+def test_luma_stage_makes_y_at_luma_resolution():
+    """With a luma stage the head makes U and V on the output grid and the luma head one Y sample a luma pixel,
+    pixel-unshuffled into the grid's first four channels (``codec.layout``): the luma stage's map, 2x the grid."""
+    model = randomised(small_config(luma=LUMA))
+    assert model.head.out_features == 2 and model.luma_head.in_features == LUMA.channels
+    assert model.sizes[-1] == tuple(2 * v for v in model.sizes[-2])
+    maps = []
+    model.luma_head.register_forward_hook(lambda m, args, out: maps.append(out))
+    with torch.no_grad():
+        out = model(torch.tensor([3]))
+    y = torch.sigmoid(maps[0])[0, :2 * 37, :2 * 45, 0]  # (74, 90) luma samples
+    torch.testing.assert_close(out[0, ..., :4], y.view(37, 2, 45, 2).permute(0, 2, 1, 3).reshape(37, 45, 4))
+    assert float(out[..., 4:].std()) > 0.01  # U and V from the head
+
+
+def test_luma_stage_needs_420_output():
+    with pytest.raises(ValueError, match="4:2:0"):
+        small_config(out_channels=3, luma=LUMA)
+    with pytest.raises(ValueError, match="luma depth"):
+        LumaStage(8, depth=0)

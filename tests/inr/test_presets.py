@@ -65,3 +65,19 @@ def test_small_budgets_get_one_block_a_stage_and_larger_ones_three():
         assert 0.8 * budget < config_parameters(cfg) <= budget
     forced = build_config(72, 88, 16, 6, params=SHALLOW_MAX_PARAMS + 1000, depth=2)
     assert forced.depths[:-1] == (2,) * (len(forced.depths) - 1)
+
+
+def test_420_budgets_from_luma_min_params_end_with_a_luma_stage():
+    """From LUMA_MIN_PARAMS a 4:2:0 model ends with the full-resolution luma stage, inside the same budget; below
+    it, or for other formats, it has none; ``luma`` True / False overrides the budget."""
+    from inr.presets import LUMA_MIN_PARAMS, LUMA_STAGE
+
+    small = build_config(72, 88, 16, 6, params=LUMA_MIN_PARAMS - 500)
+    large = build_config(72, 88, 16, 6, params=LUMA_MIN_PARAMS + 500)
+    assert small.luma is None and large.luma == LUMA_STAGE
+    assert 0.8 * (LUMA_MIN_PARAMS + 500) < config_parameters(large) <= LUMA_MIN_PARAMS + 500
+    assert build_config(72, 88, 16, 3, params=LUMA_MIN_PARAMS + 500).luma is None  # 4:4:4: no luma samples to add
+    assert build_config(72, 88, 16, 6, params=LUMA_MIN_PARAMS - 500, luma=True).luma == LUMA_STAGE
+    assert build_config(72, 88, 16, 6, params=LUMA_MIN_PARAMS + 500, luma=False).luma is None
+    with pytest.raises(ValueError, match="4:2:0"):
+        build_config(72, 88, 16, 3, params=LUMA_MIN_PARAMS + 500, luma=True)

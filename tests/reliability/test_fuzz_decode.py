@@ -33,7 +33,7 @@ from codec.bitstream_io import StreamInfo, read_bitstream, write_bitstream
 from codec.cli import main as cli
 from codec.video import VideoFormat
 from bitstream.tensors import QuantizedTensor
-from inr.config import MAX_PARAMETERS, HiNeRVConfig
+from inr.config import MAX_PARAMETERS, HiNeRVConfig, LumaStage
 from inr.model import HiNeRV, count_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -304,7 +304,8 @@ def test_parameter_count_matches_the_model(data):
             expansions=tuple(data.draw(st.integers(1, 4)) for _ in range(n)),
             grid_frames=data.draw(st.integers(1, frames)), grid_channels=data.draw(small),
             local_frames=data.draw(st.integers(1, frames)), local_channels=data.draw(small),
-            grid_levels=data.draw(st.integers(1, 3)), local_levels=data.draw(st.integers(1, 4)))
+            grid_levels=data.draw(st.integers(1, 3)), local_levels=data.draw(st.integers(1, 4)),
+            luma=data.draw(st.none() | st.builds(LumaStage, small, st.integers(1, 3), st.integers(1, 4))))
     except ValueError:
         return
     with torch.device("meta"):

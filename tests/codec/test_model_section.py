@@ -1,0 +1,47 @@
+"""The MODEL section: today's config (with its luma stage) round-trips, and version-1 payloads still read."""
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from bitstream.container import SectionType
+from bitstream.errors import BitstreamError
+from bitstream.fields import pack_dataclass
+from codec.bitstream_io import _ModelV1, _sections, read_file_bytes, read_model_config
+from inr.config import HiNeRVConfig, LumaStage
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "v1_entropy.bin"
+
+
+def config(**kw) -> HiNeRVConfig:
+    base = dict(frames=4, height=24, width=32, out_channels=6, strides=(2,), channels=(8,), depths=(1,),
+                expansions=(1,), grid_frames=1, grid_channels=1, local_frames=1, local_channels=2)
+    return HiNeRVConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("luma", [None, LumaStage(8), LumaStage(12, depth=2, expansion=3)])
+def test_todays_config_round_trips(luma):
+    cfg = config(luma=luma)
+    assert read_model_config(pack_dataclass(cfg)) == cfg
+
+
+def test_a_version_1_payload_reads_as_the_same_model_without_a_luma_stage():
+    payload = _sections(read_file_bytes(FIXTURE))[SectionType.MODEL]
+    cfg = read_model_config(payload)
+    assert cfg.luma is None and cfg.version == HiNeRVConfig.version == 2
+    old = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(_ModelV1) if f.name != "version"}
+    assert pack_dataclass(_ModelV1(**old, version=1)) == payload  # the same fields, v1's layout
+    assert pack_dataclass(cfg) != payload  # today's layout has the luma field
+
+
+def test_bad_payloads_are_refused_with_the_current_layouts_error():
+    good = pack_dataclass(config(luma=LumaStage(8)))
+    with pytest.raises(BitstreamError):
+        read_model_config(good[:-1])  # truncated
+    with pytest.raises(BitstreamError):
+        read_model_config(good + b"\x00")  # trailing byte
+    v1_fields = {f.name: getattr(config(), f.name) for f in dataclasses.fields(_ModelV1)}
+    with pytest.raises(BitstreamError, match="HiNeRVConfig"):  # the v1 layout under another version number
+        read_model_config(pack_dataclass(_ModelV1(**{**v1_fields, "version": 3})))
+    with pytest.raises(BitstreamError, match="version 1"):  # a v1 payload whose fields are invalid
+        read_model_config(pack_dataclass(_ModelV1(**{**v1_fields, "version": 1, "frames": 0})))
