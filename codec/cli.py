@@ -94,7 +94,7 @@ def main() -> None:
 @click.option("--width-ratio", type=float, default=DEFAULTS.width_ratio, show_default=True,
               help="Each stage's width over the previous one's (the preset solves the first width for the budget).")
 @click.option("--min-width", type=int, default=DEFAULTS.min_width, show_default=True,
-              help="No stage narrower than this (the last one feeds the 6-output head).")
+              help="No stage narrower than this (the last one feeds the head: 6 outputs, 2 beside a luma stage).")
 @click.option("--luma-stage", type=click.Choice(["auto", "on", "off"]), default=DEFAULTS.luma_stage,
               show_default=True,
               help="End 4:2:0 models with a stage at luma resolution for Y (auto: from 8,000 parameters).")
