@@ -32,6 +32,7 @@ class LumaStage:
 
 
 LUMA_STRIDE = 2  # the luma stage's upsampling: 4:2:0 has two luma samples a chroma sample each way
+YUV420_CHANNELS = LUMA_STRIDE ** 2 + 2  # the output grid of 4:2:0 video: four luma samples, U, V
 
 
 class StageShape(NamedTuple):
@@ -90,8 +91,8 @@ class HiNeRVConfig:
                 raise ValueError(f"strides must be at most 16, got {s}")
         if self.version != 2:
             raise ValueError(f"model config version {self.version} is not supported (expected 2)")
-        if self.luma is not None and self.out_channels != 2 + LUMA_STRIDE ** 2:
-            raise ValueError(f"a luma stage needs a 4:2:0 output ({2 + LUMA_STRIDE ** 2} channels), "
+        if self.luma is not None and self.out_channels != YUV420_CHANNELS:
+            raise ValueError(f"a luma stage needs a 4:2:0 output ({YUV420_CHANNELS} channels), "
                              f"got {self.out_channels}")
         if max(self.channels) > 4096 or max(self.expansions) > 16 or max(self.depths) > 64:
             raise ValueError("channels (<=4096), expansions (<=16) or depths (<=64) out of range")
@@ -124,6 +125,11 @@ class HiNeRVConfig:
     @property
     def base_width(self) -> int:
         return -(-self.width // self.upscale)
+
+    @property
+    def head_channels(self) -> int:
+        """Outputs of the head on the output grid: all of them, or U and V beside a luma stage (which makes Y)."""
+        return self.out_channels if self.luma is None else 2
 
     def stage_shapes(self) -> list[StageShape]:
         """Every stage the network runs, in order: one per entry of ``strides``, then the luma stage if any."""
@@ -160,9 +166,8 @@ class HiNeRVConfig:
             for b in range(depth):  # ConvNeXt: depthwise 3x3, Linear -> hidden, Linear -> c_out
                 c_in = width_in if b == 0 else c_out
                 total += c_in * 10 + c_in * hidden + hidden + hidden * c_out + c_out
-        if self.luma is not None:  # chroma head on the last regular stage, luma head on the luma stage
-            return total + (self.channels[-1] + 1) * 2 + (self.luma.channels + 1)
-        return total + self.channels[-1] * self.out_channels + self.out_channels  # head
+        total += (self.channels[-1] + 1) * self.head_channels  # head
+        return total + (0 if self.luma is None else self.luma.channels + 1)  # the luma stage's head
 
     def local_channels_at(self, stage: int) -> int:
         """C_loc,n = C_loc * 0.5**(n-1) for stage n (1-based), at least 1."""

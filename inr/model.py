@@ -74,8 +74,7 @@ class HiNeRV(nn.Module):
             Stage(s.stride, s.in_channels, s.out_channels, s.depth, s.expansion, c.frames, c.local_frames,
                   s.local_channels, c.local_levels)
             for s in c.stage_shapes())
-        # the head reads the output grid: all of it, or U and V while the luma stage's head makes Y
-        self.head = nn.Linear(c.channels[-1], c.out_channels if c.luma is None else 2)
+        self.head = nn.Linear(c.channels[-1], c.head_channels)
         self.luma_head = None if c.luma is None else nn.Linear(c.luma.channels, 1)
         self.sizes = c.stage_sizes()
         self.kernels = "auto"  # 'auto' | 'triton' | 'torch': how upsampling + encoding run (not in the bitstream)
@@ -153,22 +152,23 @@ class HiNeRV(nn.Module):
         current = plan.stem_out
         impl = resolve_kernels(self.kernels, x.device)
         regular = len(self.config.strides)
-        for n, stage in enumerate(self.stages[:regular]):
-            x, current = self.run_stage(n, stage, x, t, current, plan, impl)
+        for n in range(regular):
+            x, current = self.run_stage(n, x, t, current, plan, impl)
         if self.luma_head is None:
             return torch.sigmoid(self.head(x))  # (B, y1-y0, x1-x0, out_channels)
         y0, y1, x0, x1 = (v // LUMA_STRIDE for v in plan.keep[-1])  # the output region on the grid
         ys, xs = crop_to(current, (y0, y1, x0, x1))
         uv = torch.sigmoid(self.head(x[:, ys, xs]))  # (B, h, w, 2)
-        x, _ = self.run_stage(regular, self.stages[regular], x, t, current, plan, impl)
+        x, _ = self.run_stage(regular, x, t, current, plan, impl)
         s = LUMA_STRIDE  # the luma samples a grid pixel covers, pixel-unshuffled as codec.layout stores them
         y = torch.sigmoid(self.luma_head(x)).view(x.shape[0], y1 - y0, s, x1 - x0, s)
         y = y.permute(0, 1, 3, 2, 4).reshape(x.shape[0], y1 - y0, x1 - x0, s * s)
         return torch.cat([y, uv], dim=-1)
 
-    def run_stage(self, n: int, stage: Stage, x: torch.Tensor, t: torch.Tensor, current: Region, plan: RenderPlan,
+    def run_stage(self, n: int, x: torch.Tensor, t: torch.Tensor, current: Region, plan: RenderPlan,
                   impl: str) -> tuple[torch.Tensor, Region]:
         """Stage ``n`` of ``plan`` on ``x`` (which holds region ``current`` of its input): the output and its region."""
+        stage = self.stages[n]
         x = F.layer_norm(x, x.shape[-1:])
         y0, y1, x0, x1 = plan.blocks[n]
         small = (y1 - y0) * (x1 - x0) < FUSED_MIN_PIXELS and self.kernels == "auto"
@@ -250,9 +250,7 @@ def macs_per_pixel(config: HiNeRVConfig) -> float:
             ci = s.in_channels if b == 0 else s.out_channels
             hidden = s.out_channels * s.expansion
             total += px * (ci * 9 + ci * hidden + hidden * s.out_channels)
-    grid = area(sizes[len(c.strides)])
-    if c.luma is None:
-        total += grid * c.channels[-1] * c.out_channels
-    else:  # U and V on the output grid, Y on the luma map
-        total += grid * c.channels[-1] * 2 + area(sizes[-1]) * c.luma.channels
+    total += area(sizes[len(c.strides)]) * c.channels[-1] * c.head_channels  # the head, on the output grid
+    if c.luma is not None:  # and Y's, on the luma map
+        total += area(sizes[-1]) * c.luma.channels
     return total / (c.height * c.width)

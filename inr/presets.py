@@ -17,7 +17,7 @@ import torch
 
 from common.registry import Registry
 
-from .config import LUMA_STRIDE, HiNeRVConfig, LumaStage
+from .config import YUV420_CHANNELS, HiNeRVConfig, LumaStage
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def stage_depth(params: int) -> int:
 def luma_stage(params: int, out_channels: int, wanted: bool | None = None) -> LumaStage | None:
     """The full-resolution luma stage for a budget: ``LUMA_STAGE`` for 4:2:0 from ``LUMA_MIN_PARAMS`` (``wanted``
     None), always (True) or never (False); other formats have none."""
-    if out_channels != 2 + LUMA_STRIDE ** 2:
+    if out_channels != YUV420_CHANNELS:
         if wanted:
             raise ValueError(f"a full-resolution luma stage needs 4:2:0 video ({out_channels}-channel output here)")
         return None
