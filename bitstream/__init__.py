@@ -3,7 +3,8 @@
 * :mod:`bitstream.container` -- header (magic, version, flags) and CRC-protected sections.
 * :mod:`bitstream.fields` -- varints, a bounded byte reader, compact serialisation of typed dataclasses.
 * :mod:`bitstream.entropy` -- entropy models with frozen ids and the constriction range coder.
-* :mod:`bitstream.tensors` -- quantized tensors and the TENSORS section.
+* :mod:`bitstream.tensors` -- quantized tensors and the TENSORS section (format version 1).
+* :mod:`bitstream.packed` -- the PACKED_TENSORS section: the same tensors without per-tensor overhead.
 * :mod:`bitstream.info` -- where the bytes of a file go.
 
 Nothing here imports torch; any malformed input raises :class:`BitstreamError`.
@@ -40,6 +41,7 @@ from bitstream.fields import (
     write_varint,
 )
 from bitstream.info import describe
+from bitstream.packed import decode_packed, encode_packed
 from bitstream.tensors import QuantizedTensor, TensorLimits, decode_tensors, encode_tensors, tensor_breakdown
 
 __all__ = [
@@ -55,10 +57,12 @@ __all__ = [
     "SectionType",
     "TensorLimits",
     "decode",
+    "decode_packed",
     "decode_tensors",
     "describe",
     "empirical_entropy_bits",
     "encode",
+    "encode_packed",
     "encode_tensors",
     "estimate_bits",
     "fit_and_encode",

@@ -3,12 +3,12 @@
 Layout (all integers little-endian; see ``bitstream/FORMAT.md`` for the full description)::
 
     magic    4 bytes  b"HNRV"
-    version  u8       FORMAT_VERSION (1)
-    flags    u8       0 (no flag defined in version 1; any set bit is refused)
+    version  u8       2 with a PACKED_TENSORS section, else 1 (the reader reads both)
+    flags    u8       0 (no flag is defined; any set bit is refused)
     section*          type u8 | length uvarint | payload (length bytes) | crc32 u32 over type+length+payload
     END               type 0 | length 0 | crc32        -- nothing may follow
 
-Each section type appears at most once; an unknown type is an error in version 1.
+Each section type appears at most once; an unknown type is an error (PACKED_TENSORS exists from version 2).
 """
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ __all__ = [
 ]
 
 MAGIC = b"HNRV"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version: what the writer writes when a section needs it
+READ_VERSIONS = (1, 2)  # what the reader reads
 HEADER_SIZE = len(MAGIC) + 2  # magic + version + flags
-KNOWN_FLAGS = 0x00  # no flag bit is defined in version 1
+KNOWN_FLAGS = 0x00  # no flag bit is defined
 
 
 class SectionType(enum.IntEnum):
@@ -47,9 +48,11 @@ class SectionType(enum.IntEnum):
     # 3 and 5 were reserved for QUANT and TRAIN sections that no writer ever wrote: retired, never to be reused
     TENSORS = 4  # entropy-coded quantized tensors (bitstream.tensors)
     PLUGINS = 6  # the plugins that made the file: name, options, and the data a plugin's decoder needs
+    PACKED_TENSORS = 7  # the tensors without per-tensor overhead (bitstream.packed); version 2 on
 
 
 _KNOWN_TYPES = frozenset(int(t) for t in SectionType)
+_V1_TYPES = _KNOWN_TYPES - {SectionType.PACKED_TENSORS}
 
 
 def section_name(type_id: int) -> str:
@@ -128,7 +131,10 @@ def write_container(sections: list[tuple[int, bytes]]) -> bytes:
     Raises:
         ValueError: an unknown or END type, a repeated type, or a payload that is not bytes.
     """
-    out = bytearray(MAGIC + bytes([FORMAT_VERSION, 0]))
+    # the oldest version that has every section given: files without a packed section stay readable by
+    # version-1 decoders, byte for byte as they were written before version 2
+    version = FORMAT_VERSION if any(t == SectionType.PACKED_TENSORS for t, _ in sections) else 1
+    out = bytearray(MAGIC + bytes([version, 0]))
     seen: set[int] = set()
     for type_id, payload in sections:
         if isinstance(type_id, bool) or not isinstance(type_id, int) or type_id not in _KNOWN_TYPES:
@@ -164,8 +170,9 @@ def read_container(data: bytes, limits: ContainerLimits = ContainerLimits()) -> 
     if len(data) < HEADER_SIZE:
         raise BitstreamError(f"truncated file: {len(data)} bytes, the header alone is {HEADER_SIZE}")
     version, flags = data[4], data[5]
-    if version != FORMAT_VERSION:
-        raise BitstreamError(f"unsupported format version {version}, this decoder reads {FORMAT_VERSION}")
+    if version not in READ_VERSIONS:
+        raise BitstreamError(f"unsupported format version {version}, this decoder reads "
+                             f"{' and '.join(map(str, READ_VERSIONS))}")
     if flags & ~KNOWN_FLAGS:
         raise BitstreamError(f"unknown flags 0x{flags:02x} in the header (this decoder knows 0x{KNOWN_FLAGS:02x})")
 
@@ -197,8 +204,9 @@ def read_container(data: bytes, limits: ContainerLimits = ContainerLimits()) -> 
         stored = r.u32("section CRC")
         if _crc(head, payload) != stored:
             raise BitstreamError(f"CRC mismatch in section {label} at offset {start}: the file is corrupted")
-        if type_id not in _KNOWN_TYPES:
-            raise BitstreamError(f"unknown section type {type_id} at offset {start} (format version 1 has none)")
+        if type_id not in (_V1_TYPES if version == 1 else _KNOWN_TYPES):
+            raise BitstreamError(f"unknown section type {type_id} at offset {start} (format version {version} "
+                                 f"has none)")
         if type_id in seen:
             raise BitstreamError(f"duplicate section {label} at offset {start}")
         seen.add(type_id)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import struct
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import constriction
 import numpy as np
@@ -44,12 +44,18 @@ __all__ = [
     "SYMBOL_MAX",
     "EntropyModel",
     "ModelSpec",
+    "StreamDecoder",
+    "StreamEncoder",
     "decode",
     "empirical_entropy_bits",
     "encode",
     "estimate_bits",
     "fit_and_encode",
+    "fit_packed",
+    "inline_payload_size",
+    "is_streamed",
     "model_by_id",
+    "spec_payload_bits",
 ]
 
 MAX_SYMBOLS = 1 << 28  # most symbols one decode call accepts
@@ -417,14 +423,19 @@ class RawModel(EntropyModel):
 # -- parametric models: quantized Laplace / Gaussian with fp16 loc and scale
 
 
+_OPEN = 1e30  # a bound past any tail: the first and last bins of the support reach it
+
+
 def _parametric_xent(kind: str, st: _Stats, loc: float, scales: Any) -> np.ndarray:
-    """Estimated bits of the symbols under the quantized distribution on [lo, hi], one per scale."""
+    """Bits of the symbols under the quantized distribution on [lo, hi] as constriction codes it, one per scale:
+    the first and last bins also take the tails beyond the support (no renormalisation), as training counts
+    them (``compress.entropy_quant.symbol_bits``)."""
     sc = np.atleast_1d(np.asarray(scales, dtype=np.float64))[:, None]  # (S, 1)
-    a = (np.append(st.values, st.lo)[None, :] - 0.5 - loc) / sc  # (S, V+1)
+    a = (st.values[None, :] - 0.5 - loc) / sc  # (S, V)
     b = a + 1.0 / sc
-    b[:, -1] = ((st.hi + 0.5 - loc) / sc)[:, 0]  # last column: the whole support, for normalisation
-    log_p = log_interval_prob(kind, a, b)
-    log_p = np.maximum(log_p[:, :-1] - log_p[:, -1:], math.log(PROB_FLOOR))
+    a[:, st.values == st.lo] = -_OPEN
+    b[:, st.values == st.hi] = _OPEN
+    log_p = np.maximum(log_interval_prob(kind, a, b), math.log(PROB_FLOOR))
     return -(log_p @ st.counts) / math.log(2.0)
 
 
@@ -729,6 +740,26 @@ def _wrap(spec: ModelSpec, g: int) -> ModelSpec:
     return spec if g == 1 else ModelSpec("gcd", spec.lo * g, spec.hi * g, (g, spec))
 
 
+def _smallest(sym: np.ndarray, cost: Callable[[EntropyModel, ModelSpec, ModelSpec, np.ndarray, _Stats],
+                                             tuple[float, Any]]) -> tuple[ModelSpec, Any]:
+    """The fitted spec (of every applicable model, each also wrapped in gcd) that ``cost(model, spec, wrapped,
+    symbols, stats) -> (cost, extra)`` rates lowest, and its extra; ties: lower model id."""
+    best: tuple[float, int, ModelSpec, Any] | None = None
+    for q, st, g in _candidates(sym):
+        for model in sorted(_BY_ID.values(), key=lambda m: m.model_id):
+            spec = model.fit(q, st)
+            if spec is None:
+                continue
+            wrapped = _wrap(spec, g)
+            size, extra = cost(model, spec, wrapped, q, st)
+            if best is None or (size, wrapped.model_id) < (best[0], best[1]):
+                best = (size, wrapped.model_id, wrapped, extra)
+            if not model.has_payload:
+                break  # zero / const: nothing can beat them
+    assert best is not None
+    return best[2], best[3]
+
+
 def fit_and_encode(symbols: Any) -> tuple[ModelSpec, bytes]:
     """Code an integer array with whichever registered model gives the fewest stored bytes.
 
@@ -744,21 +775,12 @@ def fit_and_encode(symbols: Any) -> tuple[ModelSpec, bytes]:
     sym = _check_symbols(symbols)
     if sym.size == 0:
         return ModelSpec("zero", 0, 0), b""
-    best: tuple[int, int, ModelSpec, bytes] | None = None
-    for q, st, g in _candidates(sym):
-        for model in sorted(_BY_ID.values(), key=lambda m: m.model_id):
-            spec = model.fit(q, st)
-            if spec is None:
-                continue
-            payload = model.encode(q, spec)
-            spec = _wrap(spec, g)
-            size = _stored_size(spec, payload)
-            if best is None or (size, spec.model_id) < (best[0], best[1]):
-                best = (size, spec.model_id, spec, payload)
-            if not model.has_payload:
-                break  # zero / const: nothing can beat them
-    assert best is not None
-    return best[2], best[3]
+
+    def stored(model: EntropyModel, spec: ModelSpec, wrapped: ModelSpec, q: np.ndarray, st: _Stats):
+        payload = model.encode(q, spec)
+        return _stored_size(wrapped, payload), payload
+
+    return _smallest(sym, stored)
 
 
 def encode(symbols: Any, spec: ModelSpec) -> bytes:
@@ -809,3 +831,125 @@ def estimate_bits(symbols: Any) -> float:
             side = len(_wrap(spec, g).to_bytes()) + (uvarint_size(nbytes) if model.has_payload else 0)
             best = min(best, 8.0 * side + payload_bits)
     return best
+
+
+# ----------------------------------------------------------------------------------------------- shared stream
+# The packed tensor layout (bitstream.packed) codes every range-coded array of a section into one range-coder
+# stream: no payload length and no flushed word per array. Raw arrays are stored inline (their length follows
+# from the count and the support), zero and const ones have no payload.
+
+_STREAMED = ("laplace", "gaussian", "categorical")
+
+
+def _inner(spec: ModelSpec) -> tuple[ModelSpec, int]:
+    """The model that codes the symbols and the factor they are divided by first (gcd), else (spec, 1)."""
+    return (spec.params[1], spec.params[0]) if spec.model == "gcd" else (spec, 1)
+
+
+def is_streamed(spec: ModelSpec) -> bool:
+    """Whether the packed layout codes this model's symbols into the section's shared range-coder stream."""
+    return _inner(spec)[0].model in _STREAMED
+
+
+def inline_payload_size(spec: ModelSpec, n: int) -> int:
+    """Bytes a non-streamed array of ``n`` symbols stores inline in the packed layout (raw: packed bits)."""
+    inner, _ = _inner(spec)
+    if inner.model == "raw":
+        return (n * RawModel._width(inner) + 7) // 8
+    if inner.model in _STREAMED:
+        raise ValueError(f"a {spec.describe()} array is coded in the shared stream, not inline")
+    return 0
+
+
+def _stream_model(spec: ModelSpec) -> tuple[Any, int, int]:
+    """(constriction model, gcd factor, offset): the stream codes ``symbols // factor - offset``."""
+    inner, g = _inner(spec)
+    if inner.model == "categorical":
+        return CategoricalModel()._constriction_model(inner), g, inner.lo
+    model = MODELS.get(inner.model)
+    if not isinstance(model, _ParametricModel):
+        raise ValueError(f"a {spec.describe()} array is not range-coded")
+    return model._constriction_model(inner), g, 0
+
+
+class StreamEncoder:
+    """Range-codes many arrays, each with its own model, into one stream (decoded in the same order)."""
+
+    def __init__(self) -> None:
+        self._enc = _RangeEncoder()
+
+    def add(self, symbols: Any, spec: ModelSpec) -> None:
+        sym = _check_symbols(symbols)
+        if sym.size and (int(sym.min()) < spec.lo or int(sym.max()) > spec.hi):
+            raise ValueError(f"symbols [{int(sym.min())}, {int(sym.max())}] outside the support "
+                             f"[{spec.lo}, {spec.hi}]")
+        model, g, offset = _stream_model(spec)
+        if g > 1 and (sym % np.int32(g)).any():
+            raise ValueError(f"gcd model needs every symbol to be a multiple of {g}")
+        if sym.size:
+            self._enc.encode((sym // np.int32(g) - np.int32(offset)).astype(np.int32), model)
+
+    def finish(self) -> bytes:
+        """The stream: the coder's words, little-endian, trailing zero bytes dropped (the decoder reads zeros)."""
+        return self._enc.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+
+
+class StreamDecoder:
+    """Reads back what a :class:`StreamEncoder` wrote, array by array; every failure is a BitstreamError."""
+
+    def __init__(self, data: bytes) -> None:
+        padded = bytes(data) + b"\0" * (-len(data) % 4)
+        self._dec = _RangeDecoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
+
+    def take(self, spec: ModelSpec, n: int) -> np.ndarray:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_SYMBOLS:
+            raise BitstreamError(f"bad symbol count {n!r}: expected 0 <= n <= {MAX_SYMBOLS}")
+        if n == 0:
+            return np.zeros(0, np.int32)
+        model, g, offset = _stream_model(spec)
+        try:
+            out = np.asarray(self._dec.decode(model, int(n)), dtype=np.int32)
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except BaseException as e:  # constriction's ValueError, or a Rust panic surfacing as PanicException
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise BitstreamError(f"corrupt tensor stream: {msg}") from None
+        if out.shape != (n,):
+            raise BitstreamError(f"corrupt tensor stream: decoded {out.shape} symbols, expected {n}")
+        return (out + np.int32(offset)) * np.int32(g)
+
+    def finish(self) -> None:
+        """Refuse a stream with data left over after its last array."""
+        if not self._dec.maybe_exhausted():
+            raise BitstreamError("corrupt tensor stream: data left over after the last tensor")
+
+
+def packed_payload_bits(spec: ModelSpec, st: _Stats) -> float:
+    """Bits an array costs in the packed layout beyond its spec: its share of the shared stream (ideal code
+    length) when streamed, its inline bytes otherwise. ``st``: the stats of the symbols the inner model codes."""
+    inner, _ = _inner(spec)
+    if inner.model in _STREAMED:
+        return MODELS.get(inner.model).estimate_payload_bits(st, inner)
+    return 8.0 * inline_payload_size(spec, st.n)
+
+
+def fit_packed(symbols: Any) -> tuple[ModelSpec, float]:
+    """The model that stores an array in the fewest bits in the packed layout (spec + its payload bits), and
+    those payload bits. Every applicable model is fitted (each also wrapped in gcd); ties: lower model id."""
+    sym = _check_symbols(symbols)
+    if sym.size == 0:
+        return ModelSpec("zero", 0, 0), 0.0
+
+    def packed(model: EntropyModel, spec: ModelSpec, wrapped: ModelSpec, q: np.ndarray, st: _Stats):
+        payload = packed_payload_bits(spec, st)
+        return 8.0 * len(wrapped.to_bytes()) + payload, payload
+
+    return _smallest(sym, packed)
+
+
+def spec_payload_bits(symbols: Any, spec: ModelSpec) -> float:
+    """``packed_payload_bits`` of given symbols under a given spec."""
+    sym = _check_symbols(symbols)
+    inner, g = _inner(spec)
+    q = sym // np.int32(g) if g > 1 else sym
+    return packed_payload_bits(spec, _Stats.of(q)) if sym.size else 0.0

@@ -214,40 +214,28 @@ def _stored(spec: ModelSpec, payload: bytes) -> bytes:
     return spec.to_bytes() + (write_uvarint(len(payload)) + payload if spec.has_payload else b"")
 
 
-def _coded(symbols: np.ndarray, entropy: tuple[str, float, float] | None = None,
-           payload_size: int | None = None) -> bytes:
+def _coded(symbols: np.ndarray, entropy: tuple[str, float, float] | None = None) -> bytes:
     """The stored array: by the smallest model, or by the ``entropy`` model given -- unless the array is small
-    (at most ``SEARCH_MAX_SYMBOLS``) and another model stores it in fewer bytes. ``payload_size``: lay the given
-    model out with a stand-in payload of that length instead of coding it."""
+    (at most ``SEARCH_MAX_SYMBOLS``) and another model stores it in fewer bytes."""
     if entropy is None:
-        if payload_size is not None:
-            raise ValueError("a payload size can only stand in for a tensor with a given entropy model")
         return _stored(*fit_and_encode(symbols))
     spec = _given_spec(symbols, entropy)
     if not spec.has_payload:
         return _stored(spec, b"")
-    payload = encode(symbols, spec) if payload_size is None else bytes(payload_size)
-    given = _stored(spec, payload)
+    given = _stored(spec, encode(symbols, spec))
     if symbols.size > SEARCH_MAX_SYMBOLS:
         return given
     searched = _stored(*fit_and_encode(symbols))
     return searched if len(searched) < len(given) else given
 
 
-def encode_tensors(tensors: list[QuantizedTensor], payload_sizes: list[int] | None = None) -> bytes:
-    """The TENSORS section payload for ``tensors`` (in the given order; names must be unique).
-
-    ``payload_sizes``: lay the section out with stand-in payloads of these byte lengths instead of coding the
-    symbols (every tensor needs an ``entropy`` model): the exact size the section would have if the coder wrote
-    that many bytes per tensor -- how rate-aware training counts the side information. A small tensor that
-    another model stores in fewer bytes is laid out as that model codes it, as the file will have it.
-    """
+def encode_tensors(tensors: list[QuantizedTensor]) -> bytes:
+    """The TENSORS section payload for ``tensors`` (in the given order; names must be unique). hinerv files of
+    format version 2 keep their tensors in a PACKED_TENSORS section instead (``bitstream.packed``)."""
     tensors = list(tensors)
-    if payload_sizes is not None and len(payload_sizes) != len(tensors):
-        raise ValueError(f"expected {len(tensors)} payload sizes, got {len(payload_sizes)}")
     out = bytearray(write_uvarint(len(tensors)))
     seen: set[str] = set()
-    for i, t in enumerate(tensors):
+    for t in tensors:
         if not isinstance(t, QuantizedTensor):
             raise TypeError(f"expected QuantizedTensor, got {type(t).__name__}")
         if t.name and t.name in seen:
@@ -262,7 +250,7 @@ def encode_tensors(tensors: list[QuantizedTensor], payload_sizes: list[int] | No
             out += t.scales.astype("<f2").tobytes()
         else:
             out += _coded(_scales_to_ints(t.scales))
-        out += _coded(t.symbols, t.entropy, None if payload_sizes is None else payload_sizes[i])
+        out += _coded(t.symbols, t.entropy)
     return bytes(out)
 
 

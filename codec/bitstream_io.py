@@ -1,8 +1,9 @@
 """The hinerv file: which sections it has and what goes in them (the byte layout is ``bitstream/``).
 
-Sections: VIDEO (the source's format and frame count), MODEL (``HiNeRVConfig``), TENSORS (every
-parameter of the model, quantized and entropy-coded, in ``model.named_parameters()`` order: the names and
-shapes follow from the config and are not stored), and PLUGINS when plugins made the file (each one's name,
+Sections: VIDEO (the source's format and frame count), MODEL (``HiNeRVConfig``), PACKED_TENSORS (every
+parameter of the model, quantized and entropy-coded, in ``model.named_parameters()`` order: the names, and
+the shapes unless a coded plugin reshaped the model, follow from the config and are not stored; files of
+format version 1 have a TENSORS section instead), and PLUGINS when plugins made the file (each one's name,
 canonical options and decode data; ``compress.hooks.Plugin``).
 """
 from __future__ import annotations
@@ -15,12 +16,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 
+import torch
+
 from bitstream.container import SectionType, read_container, write_container
-from bitstream.entropy import RANGE_CODER_OVERHEAD_BYTES
 from bitstream.errors import BitstreamError
 from bitstream.fields import pack_dataclass, unpack_dataclass
-from bitstream.tensors import QuantizedTensor, decode_tensors, encode_tensors
+from bitstream.packed import decode_packed, encode_packed
+from bitstream.tensors import QuantizedTensor, decode_tensors
 from inr.config import HiNeRVConfig
+from inr.model import HiNeRV
 
 from .layout import PlaneLayout
 from .video import VideoFormat
@@ -119,28 +123,28 @@ class ParsedFile(NamedTuple):
 
 
 def write_bitstream(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors: list[QuantizedTensor],
-                    payload_sizes: list[int | None] | None = None, plugins: tuple[PluginRecord, ...] = ()) -> bytes:
+                    payload_bits: list[float | None] | None = None,
+                    plugins: tuple[PluginRecord, ...] = ()) -> bytes:
     """Serialise a trained, quantized model and its video parameters into a hinerv file.
 
-    ``payload_sizes``: stand-in payload lengths instead of coded symbols (see ``encode_tensors``; None entries
-    are coded): the file's exact layout for an estimated rate; such bytes are for counting, not for writing.
+    ``payload_bits``: per tensor, the bits its learned entropy model codes it in, for a stand-in stream instead of
+    coded symbols (see ``bitstream.packed.encode_packed``; None entries are coded): the file's exact layout for
+    an estimated rate; such bytes are for counting, not for writing. The tensors' shapes are left out unless a
+    coded plugin reshaped the model (the decoder then cannot know them from the MODEL section alone).
     """
-    coded = [QuantizedTensor(name="", shape=t.shape, symbols=t.symbols, scales=t.scales, axis=t.axis, bits=t.bits,
-                             entropy=t.entropy)
-             for t in tensors]
+    implicit = not any(p.coded for p in plugins)
     sections = [(SectionType.VIDEO, pack_dataclass(StreamInfo(fmt, frames))),
                 (SectionType.MODEL, pack_dataclass(config)),
-                (SectionType.TENSORS, encode_tensors(coded, payload_sizes))]
+                (SectionType.PACKED_TENSORS, encode_packed(tensors, implicit, payload_bits))]
     if plugins:
         sections.append((SectionType.PLUGINS, pack_dataclass(PluginsSection(tuple(plugins)))))
     return write_container(sections)
 
 
-def stand_in_sizes(payload_bits: list[float]) -> list[int]:
-    """Payload lengths in bytes for ideal code lengths in bits, the range coder's flush added: laid out with
-    ``write_bitstream(..., payload_sizes=)`` they give the exact size of every other byte of the file, which is
-    how rate-aware training counts the side information."""
-    return [max(0, round(b / 8 + RANGE_CODER_OVERHEAD_BYTES)) for b in payload_bits]
+def parameter_shapes(config: HiNeRVConfig) -> list[tuple[int, ...]]:
+    """The shapes of the model's parameters in order: what a file without coded plugins leaves out."""
+    with torch.device("meta"):
+        return [tuple(p.shape) for p in HiNeRV(config).parameters()]
 
 
 def _sections(data: bytes) -> dict[int, bytes]:
@@ -150,10 +154,24 @@ def _sections(data: bytes) -> dict[int, bytes]:
         if s.type in found:
             raise BitstreamError(f"section {SectionType(s.type).name} appears twice")
         found[s.type] = s.payload
-    for need in (SectionType.VIDEO, SectionType.MODEL, SectionType.TENSORS):
+    for need in (SectionType.VIDEO, SectionType.MODEL):
         if need not in found:
             raise BitstreamError(f"missing section {need.name}")
+    kinds = [t for t in (SectionType.TENSORS, SectionType.PACKED_TENSORS) if t in found]
+    if len(kinds) != 1:
+        raise BitstreamError("missing section PACKED_TENSORS" if not kinds else
+                             "a file has one tensor section, this one has TENSORS and PACKED_TENSORS")
     return found
+
+
+def read_tensors(found: dict[int, bytes], config: HiNeRVConfig,
+                 plugins: tuple[PluginRecord, ...]) -> list[QuantizedTensor]:
+    """The file's tensors from whichever tensor section it has; shapes the packed one leaves out come from the
+    MODEL section (only a file without coded plugins may leave them out)."""
+    if SectionType.TENSORS in found:
+        return decode_tensors(found[SectionType.TENSORS])
+    shapes = None if any(p.coded for p in plugins) else parameter_shapes(config)
+    return decode_packed(found[SectionType.PACKED_TENSORS], shapes)
 
 
 # MODEL payloads of version 1, written before ``HiNeRVConfig.luma``: the same fields up to ``version``, no luma
@@ -192,7 +210,7 @@ def read_bitstream(data: bytes, limits: DecodeLimits = DecodeLimits()) -> Parsed
     check_decodable(info.format, info.frames, config, limits)
     plugins = (unpack_dataclass(PluginsSection, found[SectionType.PLUGINS]).plugins
                if SectionType.PLUGINS in found else ())
-    return ParsedFile(info.format, info.frames, config, decode_tensors(found[SectionType.TENSORS]), plugins)
+    return ParsedFile(info.format, info.frames, config, read_tensors(found, config, plugins), plugins)
 
 
 def read_file_bytes(path: str | os.PathLike) -> bytes:

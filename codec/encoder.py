@@ -23,7 +23,7 @@ from inr.model import HiNeRV, count_parameters, quant_axis
 from inr.presets import MIN_PARAMS, PRESETS, WidthLadder, build_config
 
 from . import distributed
-from .bitstream_io import PluginRecord, stand_in_sizes, write_bitstream
+from .bitstream_io import PluginRecord, write_bitstream
 from .budget import epochs_for_budget, time_train_step
 from .checkpoint import Checkpointer, checkpoint_path, fingerprint
 from .decoder import model_on_meta
@@ -278,7 +278,7 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     def file_bytes(model: HiNeRV, payload_bits: list[float] | None = None) -> bytes:
         """The file for the model as it is; with payload bits (per quantizer tensor), laid out for an estimate."""
         tensors = quantizer.export(model)
-        stand_in = {} if payload_bits is None else dict(zip(map(id, tensors), stand_in_sizes(payload_bits)))
+        stand_in = {} if payload_bits is None else dict(zip(map(id, tensors), payload_bits))
         tensors = HookList(plugins).on_export(model, tensors)
         return write_bitstream(fmt, video.num_frames, config, tensors,
                                None if payload_bits is None else [stand_in.get(id(t)) for t in tensors],

@@ -18,7 +18,7 @@ The rate of a tensor is Σ −log₂ P(q) bits; :func:`rate_bits` sums it over t
 ``L = D + λ·R/pixels`` uses (:class:`EntropyHook`). :func:`export_entropy` writes the symbols, the fp16 step and
 the fp16 (loc, scale) of the learned model, which the bitstream codes with that very model (no refit), so the rate
 estimated in training matches the written payload (the side information is counted exactly by
-:func:`bitstream.tensors.encode_tensors` and ``codec.bitstream_io.stand_in_sizes``; a small tensor that raw bits or
+:func:`bitstream.packed.encode_packed` and its stand-in layout; a small tensor that raw bits or
 another model store smaller is stored so, and counted so).
 
 Example::

@@ -62,8 +62,8 @@ class QuantSettings:
 
 
 # write(model, payload_bits=None) -> the file's bytes for the model as it is now. With payload_bits (one per
-# tensor the quantizer exports) the file is laid out with stand-in payloads of those sizes: the exact size of
-# every other byte, for a rate estimate (codec.bitstream_io.stand_in_sizes).
+# tensor the quantizer exports) the file is laid out with a stand-in stream of those bits: the exact size of
+# every other byte, for a rate estimate (bitstream.packed.encode_packed).
 FileWriter = Callable[[nn.Module, "list[float] | None"], bytes]
 
 

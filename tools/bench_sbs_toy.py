@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bitstream.tensors import QuantizedTensor, encode_tensors
+from bitstream.packed import encode_packed
+from bitstream.tensors import QuantizedTensor
 from compress.sbs import SBSConfig, export_sbs, freeze_gates_, sbs_
 from compress.sbs_rate import rate_bits, sbs_loss
 
@@ -65,7 +66,7 @@ def train(model: nn.Module, x, y, steps: int, lr: float, lam: float | None = Non
 
 def coded_bits(qts) -> int:
     coded = [QuantizedTensor("", q.shape, q.symbols, q.scales, q.axis, q.bits) for q in qts]
-    return 8 * len(encode_tensors(coded))
+    return 8 * len(encode_packed(coded, implicit_shapes=True))  # as a hinerv file stores them
 
 
 def run_arm(base: nn.Module, x, y, grid: str, lam: float, search: int, qat: int) -> dict:

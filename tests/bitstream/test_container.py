@@ -17,7 +17,7 @@ def small_file() -> bytes:
 
 def test_section_ids_are_frozen() -> None:
     assert {t.name: int(t) for t in SectionType} == {
-        "END": 0, "VIDEO": 1, "MODEL": 2, "TENSORS": 4, "PLUGINS": 6
+        "END": 0, "VIDEO": 1, "MODEL": 2, "TENSORS": 4, "PLUGINS": 6, "PACKED_TENSORS": 7
     }  # 3 and 5 (QUANT, TRAIN: never written) are retired, never to be reused
 
 
@@ -129,7 +129,7 @@ def test_distinct_messages() -> None:
     bad_crc[8] ^= 1
     cases = {
         "magic": b"XXXX" + data[4:],
-        "version": data[:4] + b"\x02" + data[5:],
+        "version": data[:4] + b"\x03" + data[5:],
         "flags": data[:5] + b"\x01" + data[6:],
         "crc": bytes(bad_crc),
         "truncated": data[:-1],

@@ -187,7 +187,6 @@ def test_a_small_learned_tensor_is_stored_by_whatever_codes_it_smallest() -> Non
     assert row["model"] != "laplace"
     assert row["bytes_payload"] + row["bytes_side"] - row["bytes_name"] - 1 - 2 < as_learned  # less meta, shape
     assert decode_tensors(payload)[0].symbols.tolist() == bias.symbols.tolist()
-    assert len(encode_tensors([bias], payload_sizes=[3])) == len(payload)  # the layout counts what is written
 
 
 def test_a_large_learned_tensor_keeps_its_learned_model() -> None:

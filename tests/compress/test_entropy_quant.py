@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from bitstream.entropy import RANGE_CODER_OVERHEAD_BYTES, ModelSpec, encode
-from bitstream.tensors import QuantizedTensor, encode_tensors
+from bitstream.packed import encode_packed
+from bitstream.tensors import QuantizedTensor
 from compress.entropy_quant import (
     EntropyQuantConfig,
     entropy_quant_,
@@ -84,9 +85,8 @@ def test_export_is_the_eval_forward_bit_for_bit_and_codes_at_the_estimated_rate(
     assert torch.equal(plain.eval()(x), ref)
     records = [QuantizedTensor(q.name, q.shape, q.symbols, q.scales, q.axis, q.bits, entropy=q.entropy)
                for q in qts]
-    coded = encode_tensors(records)
-    sizes = [round(b / 8 + RANGE_CODER_OVERHEAD_BYTES) for b in hard_tensor_bits(net)]
-    laid_out = encode_tensors(records, sizes)
+    coded = encode_packed(records)
+    laid_out = encode_packed(records, payload_bits=hard_tensor_bits(net))
     assert len(laid_out) == pytest.approx(len(coded), rel=0.03)
     assert [q.axis for q in qts] == ([0, None, 0, None, 0, None] if per_channel else [None] * 6)
     assert [q.scales.size for q in qts][0] == (8 if per_channel else 1)

@@ -134,10 +134,10 @@ def _damaged(kind: str) -> bytes:
     data = bytearray(SEEDS[0])
     sections = read_container(SEEDS[0])
     if kind == "crc":
-        tensors = next(s for s in sections if s.type == SectionType.TENSORS)
+        tensors = next(s for s in sections if s.type == SectionType.PACKED_TENSORS)
         data[tensors.offset + 10] ^= 0x01
     elif kind == "version":
-        data[4] = 2
+        data[4] = 3
     elif kind == "flags":
         data[5] = 0x80
     elif kind == "trailing":
@@ -155,8 +155,8 @@ def _damaged(kind: str) -> bytes:
 
 
 INTEGRITY = {
-    "crc": "CRC mismatch in section TENSORS",
-    "version": "unsupported format version 2",
+    "crc": "CRC mismatch in section PACKED_TENSORS",
+    "version": "unsupported format version 3",
     "flags": "unknown flags 0x80",
     "trailing": "trailing garbage: 5 bytes after the END section",
     "magic": "not a hinerv file: bad magic",
@@ -212,7 +212,7 @@ def _hostile_files(tmp: Path) -> dict[str, Path]:
                                                     "depths": (64,) * 8, "expansions": (16,) * 8})
     files["model"] = write_container([(SectionType.VIDEO, pack_dataclass(StreamInfo(fmt, frames))),
                                       (SectionType.MODEL, pack_dataclass(huge_model)),
-                                      (SectionType.TENSORS, read_container(SEEDS[0])[2].payload)])
+                                      (SectionType.PACKED_TENSORS, read_container(SEEDS[0])[2].payload)])
     # 100000 frames of 2048x2048 (630 GB of samples) from a consistent model with zero weights.
     big = dataclasses.replace(config, height=1024, width=1024, frames=100_000)
     files["output"] = write_bitstream(dataclasses.replace(fmt, width=2048, height=2048), 100_000, big,

@@ -1,0 +1,299 @@
+"""The PACKED_TENSORS section: the TENSORS records with their per-tensor overhead taken out.
+
+At a few KB a file, the TENSORS layout spends a third of its bytes on side information: a name byte, the shape,
+a payload length and a flushed range-coder word for every tensor. This layout stores the same tensors with
+
+* no names (the reader knows the tensors by their order);
+* no shapes when the reader supplies them (flag bit 0: hinerv files without coded plugins, whose shapes follow
+  from the MODEL section);
+* one range-coder stream for every range-coded array of the section (no lengths, one flush in all); raw arrays
+  inline, their length implied by the count and the support;
+* no scales for an all-zero tensor (its value is zero whatever they were; they read back as 0).
+
+Layout (see ``bitstream/FORMAT.md`` §5b)::
+
+    flags                u8: bit 0 = shapes implicit; other bits reserved (refused)
+    count                uvarint
+    per tensor:
+      meta               u8: bits | (axis + 1 or 0) << 5, as in TENSORS
+      shape              uvarint ndim, ndim uvarint dims    (only without flag bit 0)
+      symbols            model spec, then the raw payload inline for raw (and gcd of raw) models
+      scales             absent when the symbols' model is zero; else one float16, or (per channel) a model
+                         spec + inline raw payload for the scales' ordered integers (as TENSORS)
+    stream               the rest of the section: the range coder's words, little-endian, trailing zero bytes
+                         dropped; every streamed array in record order (a record's symbols before its scales)
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from bitstream.entropy import (
+    RANGE_CODER_OVERHEAD_BYTES,
+    ModelSpec,
+    StreamDecoder,
+    StreamEncoder,
+    decode,
+    encode,
+    fit_packed,
+    inline_payload_size,
+    is_streamed,
+    spec_payload_bits,
+)
+from bitstream.errors import BitstreamError
+from bitstream.fields import Reader, write_uvarint
+from bitstream.tensors import (
+    MAX_BITS,
+    MAX_NDIM,
+    SEARCH_MAX_SYMBOLS,
+    QuantizedTensor,
+    TensorLimits,
+    _given_spec,
+    _ints_to_scales,
+    _scales_to_ints,
+    _symbol_bound,
+)
+
+__all__ = ["IMPLICIT_SHAPES", "decode_packed", "encode_packed", "packed_breakdown"]
+
+IMPLICIT_SHAPES = 0x01  # flag bit: the reader supplies the shapes
+_KNOWN_FLAGS = IMPLICIT_SHAPES
+
+
+@dataclasses.dataclass
+class _Array:
+    """One coded array of a record: its spec, inline bytes, and (streamed) its symbols or stand-in bits."""
+
+    spec: ModelSpec
+    symbols: np.ndarray
+    inline: bytes = b""
+    stream_bits: float = 0.0  # its share of the shared stream (estimated), 0 when not streamed
+
+
+def _choose(symbols: np.ndarray, entropy: tuple[str, float, float] | None, bits: float | None) -> _Array:
+    """The array as the packed layout stores it: by the smallest model, or by the learned ``entropy`` model --
+    unless the array is small (at most ``SEARCH_MAX_SYMBOLS``) and another model stores it in fewer bits.
+    ``bits``: the learned model's payload in bits as training estimated it (a stand-in: nothing is coded)."""
+    flat = symbols.reshape(-1)
+    candidates = []
+    if entropy is not None:
+        spec = _given_spec(flat, entropy)
+        if not is_streamed(spec):
+            return _array(flat, spec, 0.0)
+        payload = spec_payload_bits(flat, spec) if bits is None else float(bits)
+        candidates.append((8.0 * len(spec.to_bytes()) + payload, spec, payload))
+        if flat.size > SEARCH_MAX_SYMBOLS:
+            return _array(flat, spec, payload)
+    elif bits is not None:
+        raise ValueError("stand-in bits need a tensor with a learned entropy model")
+    spec, payload = fit_packed(flat)
+    candidates.append((8.0 * len(spec.to_bytes()) + payload, spec, payload))
+    _, spec, payload = min(candidates, key=lambda c: c[0])
+    return _array(flat, spec, payload)
+
+
+def _array(flat: np.ndarray, spec: ModelSpec, payload_bits: float) -> _Array:
+    if is_streamed(spec):
+        return _Array(spec, flat, stream_bits=payload_bits)
+    return _Array(spec, flat, inline=encode(flat, spec) if spec.has_payload else b"")
+
+
+def encode_packed(tensors: Sequence[QuantizedTensor], implicit_shapes: bool = False,
+                  payload_bits: Sequence[float | None] | None = None) -> bytes:
+    """The PACKED_TENSORS section payload for ``tensors`` (in order; names are not stored).
+
+    ``implicit_shapes``: leave the shapes out (the reader must supply them to ``decode_packed``).
+    ``payload_bits``: lay the section out with a stand-in stream instead of coding it: per tensor, the bits its
+    learned entropy model codes the symbols in (None: code that tensor as usual; its bits count as estimated).
+    The result has the exact size of every byte but the stream's, which is the bits summed, /8, plus the
+    coder's flush (``RANGE_CODER_OVERHEAD_BYTES``) -- how rate-aware training counts the side information.
+    """
+    tensors = list(tensors)
+    if payload_bits is not None and len(payload_bits) != len(tensors):
+        raise ValueError(f"expected {len(tensors)} payload bit counts, got {len(payload_bits)}")
+    out = bytearray([IMPLICIT_SHAPES if implicit_shapes else 0])
+    out += write_uvarint(len(tensors))
+    streamed: list[_Array] = []
+    for i, t in enumerate(tensors):
+        if not isinstance(t, QuantizedTensor):
+            raise TypeError(f"expected QuantizedTensor, got {type(t).__name__}")
+        out.append(t.bits | ((0 if t.axis is None else t.axis + 1) << 5))
+        if not implicit_shapes:
+            out += write_uvarint(len(t.shape))
+            for d in t.shape:
+                out += write_uvarint(d)
+        bits = None if payload_bits is None else payload_bits[i]
+        arrays = [_choose(t.symbols, t.entropy, bits)]
+        out += arrays[0].spec.to_bytes() + arrays[0].inline
+        if arrays[0].spec.model != "zero":
+            if t.axis is None:
+                out += t.scales.astype("<f2").tobytes()
+            else:
+                arrays.append(_choose(_scales_to_ints(t.scales), None, None))
+                out += arrays[1].spec.to_bytes() + arrays[1].inline
+        streamed += [a for a in arrays if is_streamed(a.spec)]
+    if payload_bits is not None:
+        total = sum(a.stream_bits for a in streamed)
+        out += bytes(max(0, round(total / 8 + RANGE_CODER_OVERHEAD_BYTES)) if streamed else 0)
+    else:
+        stream = StreamEncoder()
+        for a in streamed:
+            stream.add(a.symbols, a.spec)
+        out += stream.finish()
+    return bytes(out)
+
+
+# ----------------------------------------------------------------------------------------------- decode
+
+
+@dataclasses.dataclass
+class _Parsed:
+    """A record parsed: its arrays' specs and inline payloads, the streamed ones still to decode."""
+
+    shape: tuple[int, ...]
+    bits: int
+    axis: int | None
+    spec: ModelSpec
+    inline: bytes
+    scale_raw: bytes | None  # the single fp16 scale
+    scale_spec: ModelSpec | None  # per-channel scales
+    scale_inline: bytes
+    side: int  # bytes of the record that are neither payload nor scales
+
+
+def _read_array(r: Reader, n: int, what: str) -> tuple[ModelSpec, bytes]:
+    spec = ModelSpec.from_bytes(r)
+    if is_streamed(spec) or not spec.has_payload:
+        return spec, b""
+    return spec, r.read(inline_payload_size(spec, n), f"{what} payload")
+
+
+def _parse(payload: bytes, shapes: Sequence[tuple[int, ...]] | None,
+           limits: TensorLimits) -> tuple[list[_Parsed], Reader]:
+    r = Reader(payload, what="PACKED_TENSORS section")
+    flags = r.u8("flags")
+    if flags & ~_KNOWN_FLAGS:
+        raise BitstreamError(f"bad PACKED_TENSORS section: unknown flags 0x{flags:02x}")
+    implicit = bool(flags & IMPLICIT_SHAPES)
+    if implicit and shapes is None:
+        raise BitstreamError("bad PACKED_TENSORS section: its shapes are implicit and the reader has none")
+    count = r.uvarint("tensor count", max_value=limits.max_tensors)
+    if count * 2 > r.remaining:  # a record takes at least 2 bytes (meta, model id)
+        raise BitstreamError(f"bad PACKED_TENSORS section: {count} tensors cannot fit in {r.remaining} bytes")
+    if implicit and count != len(shapes):
+        raise BitstreamError(f"the model needs {len(shapes)} tensors, the file has {count}")
+    records: list[_Parsed] = []
+    budget = limits.max_elements
+    for i in range(count):
+        start = r.pos
+        meta = r.u8("tensor meta")
+        bits, axis_code = meta & 0x1F, meta >> 5
+        if bits > MAX_BITS:
+            raise BitstreamError(f"bad tensor {i}: {bits} bits (at most {MAX_BITS})")
+        if implicit:
+            shape = tuple(int(d) for d in shapes[i])
+        else:
+            ndim = r.uvarint("ndim", max_value=MAX_NDIM)
+            shape = tuple(r.uvarint("dim", max_value=limits.max_elements) for _ in range(ndim))
+        axis = None if axis_code == 0 else axis_code - 1
+        if axis is not None and axis >= len(shape):
+            raise BitstreamError(f"bad tensor {i}: axis {axis} out of range for shape {shape}")
+        n = math.prod(shape)
+        n_scales = 1 if axis is None else shape[axis]
+        if n + n_scales > budget:
+            raise BitstreamError(f"bad tensor {i}: shape {shape} exceeds the limit of {limits.max_elements} elements")
+        budget -= n + n_scales
+        spec, inline = _read_array(r, n, f"tensor {i} symbols")
+        bound = _symbol_bound(bits)
+        if n and (spec.lo < -bound or spec.hi > bound):
+            raise BitstreamError(f"bad tensor {i}: symbol range [{spec.lo}, {spec.hi}] exceeds ±{bound} for "
+                                 f"{bits} bits")
+        scale_raw, scale_spec, scale_inline, scale_at = None, None, b"", r.pos
+        if spec.model != "zero":
+            if axis is None:
+                scale_raw = r.read(2, "scale")
+            else:
+                scale_spec, scale_inline = _read_array(r, n_scales, f"tensor {i} scales")
+        scale_bytes = r.pos - scale_at
+        side = r.pos - start - len(inline) - scale_bytes
+        records.append(_Parsed(shape, bits, axis, spec, inline, scale_raw, scale_spec, scale_inline, side))
+    return records, r
+
+
+def _decode_all(payload: bytes, shapes: Sequence[tuple[int, ...]] | None,
+                limits: TensorLimits) -> tuple[list[_Parsed], list[QuantizedTensor], int]:
+    records, r = _parse(payload, shapes, limits)
+    stream_bytes = r.remaining
+    stream = StreamDecoder(r.read(stream_bytes, "stream"))
+    out = []
+    for i, rec in enumerate(records):
+        n = math.prod(rec.shape)
+        sym = stream.take(rec.spec, n) if is_streamed(rec.spec) else decode(rec.spec, rec.inline, n)
+        n_scales = 1 if rec.axis is None else rec.shape[rec.axis]
+        if rec.scale_raw is not None:
+            scales = np.frombuffer(rec.scale_raw, dtype="<f2").astype(np.float16)
+        elif rec.scale_spec is not None:
+            ints = (stream.take(rec.scale_spec, n_scales) if is_streamed(rec.scale_spec)
+                    else decode(rec.scale_spec, rec.scale_inline, n_scales))
+            scales = _ints_to_scales(ints)
+        else:  # an all-zero tensor stores no scales
+            scales = np.zeros(n_scales, np.float16)
+        if not np.isfinite(scales).all():
+            raise BitstreamError(f"bad tensor {i}: a scale is inf or NaN")
+        try:
+            out.append(QuantizedTensor("", rec.shape, sym.reshape(rec.shape), scales, rec.axis, rec.bits))
+        except (ValueError, TypeError) as e:
+            raise BitstreamError(f"bad tensor {i}: {e}") from None
+    stream.finish()
+    return records, out, stream_bytes
+
+
+def decode_packed(payload: bytes, shapes: Sequence[tuple[int, ...]] | None = None,
+                  limits: TensorLimits = TensorLimits()) -> list[QuantizedTensor]:
+    """Decode a PACKED_TENSORS payload (``shapes``: each tensor's, required when the section leaves them out).
+    Any malformation raises BitstreamError."""
+    return _decode_all(payload, shapes, limits)[1]
+
+
+def packed_breakdown(payload: bytes, shapes: Sequence[tuple[int, ...]] | None = None,
+                     limits: TensorLimits = TensorLimits()) -> tuple[list[dict[str, Any]], int]:
+    """Per-tensor byte accounting of a PACKED_TENSORS payload, as ``tensor_breakdown`` rows, and the stream's
+    bytes that no tensor's share accounts for (its flush and rounding).
+
+    A streamed array's share is its ideal code length under its model (its symbols are decoded for that),
+    rounded to bytes; inline payloads count exactly.
+    """
+    records, tensors, stream_bytes = _decode_all(payload, shapes, limits)
+    rows, shares = [], 0
+    for rec, t in zip(records, tensors):
+        n = t.numel
+        b_payload = (round(spec_payload_bits(t.symbols, rec.spec) / 8) if is_streamed(rec.spec)
+                     else len(rec.inline))
+        if rec.scale_raw is not None:
+            b_scales, scale_model = 2, "fp16"
+        elif rec.scale_spec is not None:
+            b_scales = len(rec.scale_spec.to_bytes()) + len(rec.scale_inline)
+            if is_streamed(rec.scale_spec):
+                share = round(spec_payload_bits(_scales_to_ints(t.scales), rec.scale_spec) / 8)
+                b_scales += share
+                shares += share
+            scale_model = rec.scale_spec.describe()
+        else:
+            b_scales, scale_model = 0, "none"
+        if is_streamed(rec.spec):
+            shares += b_payload
+        params = rec.spec.params[1].params if rec.spec.model == "gcd" else rec.spec.params
+        parametric = (rec.spec.params[1] if rec.spec.model == "gcd" else rec.spec).model in ("laplace", "gaussian")
+        rows.append({
+            "name": "", "shape": rec.shape, "numel": n, "bits": rec.bits, "axis": rec.axis,
+            "model": rec.spec.describe(), "scale_model": scale_model, "bytes_payload": b_payload,
+            "bytes_scales": b_scales, "bytes_name": 0, "bytes_side": rec.side,
+            "bytes": rec.side + b_payload + b_scales,
+            "bits_per_symbol": 8.0 * b_payload / n if n else 0.0,
+            "step": float(t.scales[0]) if rec.axis is None else None,
+            "model_params": {"loc": float(params[0]), "scale": float(params[1])} if parametric else None,
+        })
+    return rows, stream_bytes - shares

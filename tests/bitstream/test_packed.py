@@ -1,0 +1,193 @@
+"""The PACKED_TENSORS section: round trips, what it saves, the stand-in layout, and malformed input."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from bitstream import BitstreamError, QuantizedTensor, SectionType, describe, encode_tensors, read_container
+from bitstream.container import write_container
+from bitstream.entropy import RANGE_CODER_OVERHEAD_BYTES, spec_payload_bits
+from bitstream.packed import decode_packed, encode_packed, packed_breakdown
+from bitstream.tensors import TensorLimits, _given_spec
+
+from .test_golden import golden_file
+
+# 2026-12-06: the golden tensors in the packed layout (shapes stored); a change here is a format change
+PACKED_SHA256 = "5e8db2945650d60e9f210406e65e813882fb2bed7624cc202e76498581243de6"
+
+
+def _tensors(seed: int = 0) -> list[QuantizedTensor]:
+    rng = np.random.default_rng(seed)
+    lap = np.clip(np.round(rng.laplace(0, 3, (24, 40))), -31, 31).astype(np.int64)
+    return [
+        QuantizedTensor("", (24, 40), lap, np.array([0.01]), None, 6, entropy=("laplace", 0.0, 3.0)),
+        QuantizedTensor("", (5,), np.array([3, -1, 0, 2, -7]), np.array([0.125]), None, 6),
+        QuantizedTensor("", (3, 3), np.zeros((3, 3), np.int64), np.array([0.5]), None, 4),
+        QuantizedTensor("", (16, 8), np.clip(lap[:16, :8], -7, 7), np.linspace(0.01, 0.02, 16), 0, 4),
+        QuantizedTensor("", (4,), np.full(4, 5), np.array([0.25]), None, 4),
+        QuantizedTensor("", (300,), (lap.reshape(-1)[:300] % 5 - 2) * 4, np.array([1.5]), None, 8),
+        QuantizedTensor("", (2, 3), np.zeros((2, 3), np.int64), np.ones(3), 1, 0),
+    ]
+
+
+def _same_values(a: list[QuantizedTensor], b: list[QuantizedTensor]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert (x.shape, x.axis, x.bits) == (y.shape, y.axis, y.bits)
+        assert np.array_equal(x.symbols, y.symbols)
+        assert np.array_equal(x.dequantize(), y.dequantize())
+        if x.symbols.any():  # an all-zero tensor stores no scales: they read back as 0
+            assert np.array_equal(x.scales.view(np.uint16), y.scales.view(np.uint16))
+        else:
+            assert not y.scales.any()
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_round_trip(implicit: bool) -> None:
+    tensors = _tensors()
+    payload = encode_packed(tensors, implicit)
+    shapes = [t.shape for t in tensors] if implicit else None
+    _same_values(tensors, decode_packed(payload, shapes))
+
+
+def test_golden_tensors_round_trip_and_pin() -> None:
+    _, tensors = golden_file()
+    payload = encode_packed(tensors)
+    _same_values(tensors, decode_packed(payload))
+    digest = hashlib.sha256(payload).hexdigest()
+    assert digest == PACKED_SHA256, f"packed layout changed: {len(payload)} bytes, sha256 {digest}"
+
+
+def test_golden_tensors_use_every_model() -> None:
+    """The stream carries laplace, gaussian, categorical and gcd-wrapped arrays; raw ones lie inline."""
+    rows, _ = packed_breakdown(encode_packed(golden_file()[1]))
+    used = {r["model"] for r in rows} | {r["scale_model"] for r in rows}
+    assert {"laplace", "gaussian", "categorical", "raw", "zero", "fp16"} <= used, used
+    assert any(m.startswith("gcd") for m in used)
+
+
+def test_smaller_than_the_tensors_layout() -> None:
+    """Many small tensors: the per-tensor name, shape, lengths and flushes are what the layout saves."""
+    rng = np.random.default_rng(1)
+    tensors = [QuantizedTensor("", (20, 20), np.clip(np.round(rng.laplace(0, 2, (20, 20))), -15, 15).astype(int),
+                               np.array([0.05]), None, 5, entropy=("laplace", 0.0, 2.0)) for _ in range(30)]
+    old, new = len(encode_tensors(tensors)), len(encode_packed(tensors, implicit_shapes=True))
+    assert new < old - 30 * 7, (old, new)  # >= 7 bytes a tensor: name 1, shape 3, length 1-2, flush ~2
+
+
+def test_implicit_shapes_need_the_reader() -> None:
+    tensors = _tensors()
+    payload = encode_packed(tensors, implicit_shapes=True)
+    with pytest.raises(BitstreamError, match="implicit"):
+        decode_packed(payload)
+    with pytest.raises(BitstreamError, match="needs 6 tensors, the file has 7"):
+        decode_packed(payload, [t.shape for t in tensors[:-1]])
+
+
+def test_stand_in_counts_every_byte_but_the_stream() -> None:
+    """Laid out with each learned tensor's exact bits, the section is the coded one's size within the flush."""
+    rng = np.random.default_rng(2)
+    tensors = []
+    for k in range(6):
+        sym = np.clip(np.round(rng.laplace(0, 1 + k, (50, 100))), -63, 63).astype(np.int64)
+        tensors.append(QuantizedTensor("", sym.shape, sym, np.array([0.01]), None, 7,
+                                       entropy=("laplace", 0.0, float(np.float16(1 + k)))))
+    bits = [spec_payload_bits(t.symbols, _given_spec(t.symbols.reshape(-1), t.entropy)) for t in tensors]
+    real = len(encode_packed(tensors, True))
+    counted = len(encode_packed(tensors, True, payload_bits=bits))
+    assert abs(counted - real) <= RANGE_CODER_OVERHEAD_BYTES + 2, (counted, real)
+    # and it follows the bits it is given: 800 more bits, 100 more bytes
+    assert len(encode_packed(tensors, True, payload_bits=[b + (800 if i == 0 else 0) for i, b in enumerate(bits)])) \
+        == counted + 100
+
+
+def test_stand_in_needs_learned_models() -> None:
+    t = QuantizedTensor("", (5,), np.array([3, -1, 0, 2, -7]), np.array([0.125]), None, 6)
+    with pytest.raises(ValueError, match="learned entropy model"):
+        encode_packed([t], payload_bits=[10.0])
+    assert encode_packed([t], payload_bits=[None]) == encode_packed([t])
+
+
+def test_a_small_learned_tensor_is_stored_by_what_codes_it_smallest() -> None:
+    """Five symbols under a learned laplace cost its 7-byte spec: raw bits store them in fewer."""
+    t = QuantizedTensor("", (5,), np.array([3, -1, 0, 2, -7]), np.array([0.125]), None, 6,
+                        entropy=("laplace", 0.0, 3.0))
+    rows, _ = packed_breakdown(encode_packed([t]))
+    assert rows[0]["model"] == "raw"
+
+
+def test_breakdown_accounts_for_every_byte() -> None:
+    tensors = _tensors()
+    payload = encode_packed(tensors)
+    rows, flush = packed_breakdown(payload)
+    assert [r["shape"] for r in rows] == [t.shape for t in tensors]
+    assert rows[2]["scale_model"] == "none" and rows[2]["model"] == "zero"
+    count_bytes = 2  # flags + count varint
+    assert count_bytes + sum(r["bytes"] for r in rows) + flush == len(payload)
+    assert 0 <= flush <= 8
+
+
+def test_describe_a_packed_file() -> None:
+    tensors = _tensors()
+    data = write_container([(SectionType.VIDEO, b"\x01"), (SectionType.PACKED_TENSORS, encode_packed(tensors))])
+    assert data[4] == 2  # a packed section needs format version 2
+    info = describe(data)
+    assert len(info["tensors"]) == len(tensors)
+    assert info["framing_bytes"] + sum(r["payload_bytes"] for r in info["sections"]) == len(data)
+    section = next(r for r in info["sections"] if r["name"] == "PACKED_TENSORS")
+    assert info["tensor_totals"]["bytes"] + 2 == section["payload_bytes"]
+
+
+def test_version_1_files_have_no_packed_section() -> None:
+    data = write_container([(SectionType.PACKED_TENSORS, encode_packed(_tensors()))])
+    as_v1 = bytearray(data)
+    as_v1[4] = 1
+    from bitstream.container import reseal_crcs
+
+    with pytest.raises(BitstreamError, match="unknown section type 7"):
+        read_container(reseal_crcs(bytes(as_v1)))
+    assert write_container([(SectionType.VIDEO, b"\x01")])[4] == 1  # nothing needs version 2
+
+
+@pytest.mark.parametrize("cut", [1, 3, 8])
+def test_truncated_stream_is_refused(cut: int) -> None:
+    with pytest.raises(BitstreamError):
+        decode_packed(encode_packed(_tensors())[:-cut])
+
+
+def test_words_left_over_in_the_stream_are_refused() -> None:
+    """(A byte or two within the coder's last word can go unnoticed, as in a TENSORS payload: the CRC is what
+    guards a file against those.)"""
+    with pytest.raises(BitstreamError, match="left over"):
+        decode_packed(encode_packed(_tensors()) + b"\x5a" * 8)
+
+
+def test_malformed_headers() -> None:
+    payload = encode_packed(_tensors())
+    with pytest.raises(BitstreamError, match="unknown flags"):
+        decode_packed(b"\x80" + payload[1:])
+    with pytest.raises(BitstreamError, match="cannot fit"):
+        decode_packed(b"\x00\x80\x10\x00")
+    with pytest.raises(BitstreamError, match="exceeds the limit"):
+        decode_packed(payload, limits=TensorLimits(max_elements=100))
+    t = QuantizedTensor("", (4,), np.array([1, -1, 0, 1]), np.array([0.5]), None, 1)
+    bad = bytearray(encode_packed([t]))
+    assert bad[2] == 1  # meta: 1 bit
+    bad[2] = 0  # 0 bits: no symbol may be nonzero
+    with pytest.raises(BitstreamError, match="exceeds"):
+        decode_packed(bytes(bad))
+
+
+def test_random_corruption_never_escapes_as_another_error() -> None:
+    payload = encode_packed(_tensors())
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        b = bytearray(payload)
+        for i in rng.integers(0, len(b), size=int(rng.integers(1, 4))):
+            b[i] = int(rng.integers(0, 256))
+        try:
+            decode_packed(bytes(b))
+        except BitstreamError:
+            pass
