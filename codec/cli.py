@@ -97,7 +97,7 @@ def main() -> None:
               help="No stage narrower than this (the last one feeds the head: 6 outputs, 2 beside a luma stage).")
 @click.option("--luma-stage", type=click.Choice(["auto", "on", "off"]), default=DEFAULTS.luma_stage,
               show_default=True,
-              help="End 4:2:0 models with a stage at luma resolution for Y (auto: from 8,000 parameters).")
+              help="End 4:2:0 models with a stage at luma resolution for Y (auto: from 3,000 parameters).")
 @click.option("--bits", type=int, default=DEFAULTS.bits, show_default=True, help="Bits per quantized weight.")
 @click.option("--prune", "prune_ratio", type=float, default=DEFAULTS.prune, show_default=True,
               help="Fraction of weights pruned (uniform; sbs and entropy prune by their rate term).")

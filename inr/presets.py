@@ -41,8 +41,9 @@ MIN_PARAMS = 1000  # below this no HiNeRV fits; tiny clips get at least this muc
 SHALLOW_MAX_PARAMS = 25_000
 # From this many parameters a 4:2:0 model ends with a full-resolution luma stage (``LUMA_STAGE``) rather than
 # making the four luma samples of a chroma pixel from one feature vector (docs/results.md): it pays once there are
-# parameters to spare for it; below, its ~300-500 parameters are missed in the rest of the network.
-LUMA_MIN_PARAMS = 8_000
+# parameters to spare for it. 8,000 while every tensor cost ~10 bytes of framing; with format version 2's packed
+# tensors the stage's 13 tensors are cheap, and from 3,000 it won on every point it reached (tune and check clips).
+LUMA_MIN_PARAMS = 3_000
 LUMA_STAGE = LumaStage(channels=8, depth=1, expansion=2)
 BASE_TARGET = 9  # short side of the base grid HiNeRV uses at 1080p (1080 / 120 for half-resolution output)
 

@@ -38,7 +38,7 @@ def test_layers_line_up_between_teacher_and_student():
     with torch.no_grad(), single_pass(teacher), single_pass(student):
         teacher(t, region), student(t, region)
     maps_t, maps_s = tap_t.maps(2), tap_s.maps(2)
-    assert len(maps_t) == len(maps_s) == len(layer_modules(student)) == len(student.config.strides) + 2
+    assert len(maps_t) == len(maps_s) == len(layer_modules(student)) == len(student.config.stage_shapes()) + 2
     for mt, ms, wt, ws in zip(maps_t, maps_s, layer_widths(teacher), layer_widths(student)):
         assert mt.shape[:3] == ms.shape[:3] and (mt.shape[-1], ms.shape[-1]) == (wt, ws)
         assert wt >= ws

@@ -75,7 +75,8 @@ def test_420_budgets_from_luma_min_params_end_with_a_luma_stage():
     small = build_config(72, 88, 16, 6, params=LUMA_MIN_PARAMS - 500)
     large = build_config(72, 88, 16, 6, params=LUMA_MIN_PARAMS + 500)
     assert small.luma is None and large.luma == LUMA_STAGE
-    assert 0.8 * (LUMA_MIN_PARAMS + 500) < config_parameters(large) <= LUMA_MIN_PARAMS + 500
+    # inside the budget; first-stage widths in steps of 4 leave a budget of a few thousand up to 40% unspent
+    assert 0.6 * (LUMA_MIN_PARAMS + 500) < config_parameters(large) <= LUMA_MIN_PARAMS + 500
     assert build_config(72, 88, 16, 3, params=LUMA_MIN_PARAMS + 500).luma is None  # 4:4:4: no luma samples to add
     assert build_config(72, 88, 16, 6, params=LUMA_MIN_PARAMS - 500, luma=True).luma == LUMA_STAGE
     assert build_config(72, 88, 16, 6, params=LUMA_MIN_PARAMS + 500, luma=False).luma is None
