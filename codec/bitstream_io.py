@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-
 import torch
 
 from bitstream.container import SectionType, read_container, write_container
