@@ -211,25 +211,42 @@ def empirical_entropy_bits(symbols: Any) -> float:
     return _entropy_of_counts(np.bincount(a.astype(np.int64) - int(a.min()))) + 0.0
 
 
-def _rc_encode(sym: np.ndarray, model: Any) -> bytes:
-    enc = _RangeEncoder()
-    enc.encode(sym, model)
-    # constriction's range decoder reads zeros past the end of its data, so trailing zero bytes are dropped.
+def _coded_words(enc: Any) -> bytes:
+    """A range encoder's output: its words, little-endian, trailing zero bytes dropped (the decoder reads zeros
+    past the end of its data)."""
     return enc.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
 
 
-def _rc_decode(payload: bytes, model: Any, n: int, what: str) -> np.ndarray:
-    padded = payload + b"\0" * (-len(payload) % 4)
-    words = np.frombuffer(padded, dtype="<u4").astype(np.uint32)
+def _range_decoder(payload: bytes) -> Any:
+    padded = bytes(payload) + b"\0" * (-len(payload) % 4)
+    return _RangeDecoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
+
+
+def _guarded(what: str, call: Callable[[], Any]) -> Any:
+    """``call()``, with constriction's failures (a ValueError, or a Rust panic surfacing as PanicException) as one
+    BitstreamError about ``what``."""
     try:
-        dec = _RangeDecoder(words)
-        out = dec.decode(model, n) if n else np.zeros(0, np.int32)
-        exhausted = dec.maybe_exhausted()
+        return call()
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
-    except BaseException as e:  # constriction's ValueError, or a Rust panic surfacing as PanicException
+    except BaseException as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise BitstreamError(f"corrupt {what} payload: {msg}") from None
+        raise BitstreamError(f"corrupt {what}: {msg}") from None
+
+
+def _rc_encode(sym: np.ndarray, model: Any) -> bytes:
+    enc = _RangeEncoder()
+    enc.encode(sym, model)
+    return _coded_words(enc)
+
+
+def _rc_decode(payload: bytes, model: Any, n: int, what: str) -> np.ndarray:
+    def run() -> tuple[Any, bool]:
+        dec = _range_decoder(payload)
+        out = dec.decode(model, n) if n else np.zeros(0, np.int32)
+        return out, dec.maybe_exhausted()
+
+    out, exhausted = _guarded(f"{what} payload", run)
     if not exhausted:
         raise BitstreamError(f"corrupt {what} payload: data left over after {n} symbols")
     return np.asarray(out, dtype=np.int32)
@@ -783,26 +800,34 @@ def fit_and_encode(symbols: Any) -> tuple[ModelSpec, bytes]:
     return _smallest(sym, stored)
 
 
-def encode(symbols: Any, spec: ModelSpec) -> bytes:
-    """Code symbols with a given spec (its support must cover them)."""
+def _fitting_symbols(symbols: Any, spec: ModelSpec) -> np.ndarray:
+    """The symbols, flat int32, once checked to be what ``spec`` can code (ValueError otherwise)."""
     sym = _check_symbols(symbols)
     if sym.size and (int(sym.min()) < spec.lo or int(sym.max()) > spec.hi):
         raise ValueError(
             f"symbols [{int(sym.min())}, {int(sym.max())}] outside the spec's support [{spec.lo}, {spec.hi}]"
         )
-    m = MODELS.get(spec.model)
     if spec.model in ("zero", "const") and sym.size and not (sym == spec.lo).all():
         raise ValueError(f"{spec.model} model needs every symbol equal to {spec.lo}")
     if spec.model == "gcd" and sym.size and (sym % np.int32(spec.params[0])).any():
         raise ValueError(f"gcd model needs every symbol to be a multiple of {spec.params[0]}")
-    return m.encode(sym, spec)
+    return sym
+
+
+def _symbol_count(n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_SYMBOLS:
+        raise BitstreamError(f"bad symbol count {n!r}: expected 0 <= n <= {MAX_SYMBOLS}")
+    return int(n)
+
+
+def encode(symbols: Any, spec: ModelSpec) -> bytes:
+    """Code symbols with a given spec (its support must cover them)."""
+    return MODELS.get(spec.model).encode(_fitting_symbols(symbols, spec), spec)
 
 
 def decode(spec: ModelSpec, payload: bytes, n: int) -> np.ndarray:
     """Decode ``n`` symbols (int32, 1-D). Everything is validated; a bad payload raises BitstreamError."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_SYMBOLS:
-        raise BitstreamError(f"bad symbol count {n!r}: expected 0 <= n <= {MAX_SYMBOLS}")
-    n = int(n)
+    n = _symbol_count(n)
     m = MODELS.get(spec.model)
     if not m.has_payload and payload:
         raise BitstreamError(f"corrupt {spec.model} payload: expected none, got {len(payload)} bytes")
@@ -862,14 +887,13 @@ def inline_payload_size(spec: ModelSpec, n: int) -> int:
 
 
 def _stream_model(spec: ModelSpec) -> tuple[Any, int, int]:
-    """(constriction model, gcd factor, offset): the stream codes ``symbols // factor - offset``."""
+    """(constriction model, gcd factor, offset): the stream codes ``symbols // factor - offset`` (a categorical
+    model's bins count from its support's low end, as its own payloads do)."""
     inner, g = _inner(spec)
-    if inner.model == "categorical":
-        return CategoricalModel()._constriction_model(inner), g, inner.lo
-    model = MODELS.get(inner.model)
-    if not isinstance(model, _ParametricModel):
+    if inner.model not in _STREAMED:
         raise ValueError(f"a {spec.describe()} array is not range-coded")
-    return model._constriction_model(inner), g, 0
+    offset = inner.lo if inner.model == "categorical" else 0
+    return MODELS.get(inner.model)._constriction_model(inner), g, offset
 
 
 class StreamEncoder:
@@ -879,41 +903,28 @@ class StreamEncoder:
         self._enc = _RangeEncoder()
 
     def add(self, symbols: Any, spec: ModelSpec) -> None:
-        sym = _check_symbols(symbols)
-        if sym.size and (int(sym.min()) < spec.lo or int(sym.max()) > spec.hi):
-            raise ValueError(f"symbols [{int(sym.min())}, {int(sym.max())}] outside the support "
-                             f"[{spec.lo}, {spec.hi}]")
+        sym = _fitting_symbols(symbols, spec)
         model, g, offset = _stream_model(spec)
-        if g > 1 and (sym % np.int32(g)).any():
-            raise ValueError(f"gcd model needs every symbol to be a multiple of {g}")
         if sym.size:
             self._enc.encode((sym // np.int32(g) - np.int32(offset)).astype(np.int32), model)
 
     def finish(self) -> bytes:
-        """The stream: the coder's words, little-endian, trailing zero bytes dropped (the decoder reads zeros)."""
-        return self._enc.get_compressed().astype("<u4").tobytes().rstrip(b"\0")
+        """The stream (as a single array's payload is stored)."""
+        return _coded_words(self._enc)
 
 
 class StreamDecoder:
     """Reads back what a :class:`StreamEncoder` wrote, array by array; every failure is a BitstreamError."""
 
     def __init__(self, data: bytes) -> None:
-        padded = bytes(data) + b"\0" * (-len(data) % 4)
-        self._dec = _RangeDecoder(np.frombuffer(padded, dtype="<u4").astype(np.uint32))
+        self._dec = _range_decoder(data)
 
     def take(self, spec: ModelSpec, n: int) -> np.ndarray:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 0 <= n <= MAX_SYMBOLS:
-            raise BitstreamError(f"bad symbol count {n!r}: expected 0 <= n <= {MAX_SYMBOLS}")
+        n = _symbol_count(n)
         if n == 0:
             return np.zeros(0, np.int32)
         model, g, offset = _stream_model(spec)
-        try:
-            out = np.asarray(self._dec.decode(model, int(n)), dtype=np.int32)
-        except (KeyboardInterrupt, SystemExit, GeneratorExit):
-            raise
-        except BaseException as e:  # constriction's ValueError, or a Rust panic surfacing as PanicException
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise BitstreamError(f"corrupt tensor stream: {msg}") from None
+        out = np.asarray(_guarded("tensor stream", lambda: self._dec.decode(model, n)), dtype=np.int32)
         if out.shape != (n,):
             raise BitstreamError(f"corrupt tensor stream: decoded {out.shape} symbols, expected {n}")
         return (out + np.int32(offset)) * np.int32(g)

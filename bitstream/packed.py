@@ -46,8 +46,6 @@ from bitstream.entropy import (
 from bitstream.errors import BitstreamError
 from bitstream.fields import Reader, write_uvarint
 from bitstream.tensors import (
-    MAX_BITS,
-    MAX_NDIM,
     SEARCH_MAX_SYMBOLS,
     QuantizedTensor,
     TensorLimits,
@@ -55,6 +53,7 @@ from bitstream.tensors import (
     _ints_to_scales,
     _scales_to_ints,
     _symbol_bound,
+    read_layout,
 )
 
 __all__ = ["IMPLICIT_SHAPES", "decode_packed", "encode_packed", "packed_breakdown"]
@@ -189,22 +188,9 @@ def _parse(payload: bytes, shapes: Sequence[tuple[int, ...]] | None,
     budget = limits.max_elements
     for i in range(count):
         start = r.pos
-        meta = r.u8("tensor meta")
-        bits, axis_code = meta & 0x1F, meta >> 5
-        if bits > MAX_BITS:
-            raise BitstreamError(f"bad tensor {i}: {bits} bits (at most {MAX_BITS})")
-        if implicit:
-            shape = tuple(int(d) for d in shapes[i])
-        else:
-            ndim = r.uvarint("ndim", max_value=MAX_NDIM)
-            shape = tuple(r.uvarint("dim", max_value=limits.max_elements) for _ in range(ndim))
-        axis = None if axis_code == 0 else axis_code - 1
-        if axis is not None and axis >= len(shape):
-            raise BitstreamError(f"bad tensor {i}: axis {axis} out of range for shape {shape}")
+        given = tuple(int(d) for d in shapes[i]) if implicit else None
+        bits, axis, shape, n_scales = read_layout(r, str(i), limits, budget, given)
         n = math.prod(shape)
-        n_scales = 1 if axis is None else shape[axis]
-        if n + n_scales > budget:
-            raise BitstreamError(f"bad tensor {i}: shape {shape} exceeds the limit of {limits.max_elements} elements")
         budget -= n + n_scales
         spec, inline = _read_array(r, n, f"tensor {i} symbols")
         bound = _symbol_bound(bits)

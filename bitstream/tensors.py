@@ -284,6 +284,26 @@ def _read_coded(r: Reader, what: str) -> tuple[ModelSpec, bytes]:
     return spec, r.read(n, f"{what} payload")
 
 
+def read_layout(r: Reader, label: str, limits: TensorLimits, budget: int,
+                shape: tuple[int, ...] | None = None) -> tuple[int, int | None, tuple[int, ...], int]:
+    """A record's meta byte and shape (read here unless ``shape`` is given), checked: (bits, axis, shape, scale
+    count). ``budget``: the elements the section may still hold; ``label`` names the tensor in errors."""
+    meta = r.u8("tensor meta")
+    bits, axis_code = meta & 0x1F, meta >> 5
+    if bits > MAX_BITS:
+        raise BitstreamError(f"bad tensor {label}: {bits} bits (at most {MAX_BITS})")
+    if shape is None:
+        ndim = r.uvarint("ndim", max_value=MAX_NDIM)
+        shape = tuple(r.uvarint("dim", max_value=limits.max_elements) for _ in range(ndim))
+    axis = None if axis_code == 0 else axis_code - 1
+    if axis is not None and axis >= len(shape):
+        raise BitstreamError(f"bad tensor {label}: axis {axis} out of range for shape {shape}")
+    n_scales = 1 if axis is None else shape[axis]
+    if math.prod(shape) + n_scales > budget:
+        raise BitstreamError(f"bad tensor {label}: shape {shape} exceeds the limit of {limits.max_elements} elements")
+    return bits, axis, shape, n_scales
+
+
 def _parse(payload: bytes, limits: TensorLimits) -> list[_Record]:
     r = Reader(payload, what="TENSORS section")
     count = r.uvarint("tensor count", max_value=limits.max_tensors)
@@ -307,21 +327,8 @@ def _parse(payload: bytes, limits: TensorLimits) -> list[_Record]:
             raise BitstreamError(f"bad TENSORS section: duplicate tensor name {name!r}")
         if name:
             names.add(name)
-        meta = r.u8("tensor meta")
-        bits, axis_code = meta & 0x1F, meta >> 5
-        if bits > MAX_BITS:
-            raise BitstreamError(f"bad tensor {name!r}: {bits} bits (at most {MAX_BITS})")
-        ndim = r.uvarint("ndim", max_value=MAX_NDIM)
-        shape = tuple(r.uvarint("dim", max_value=limits.max_elements) for _ in range(ndim))
-        axis = None if axis_code == 0 else axis_code - 1
-        if axis is not None and axis >= ndim:
-            raise BitstreamError(f"bad tensor {name!r}: axis {axis} out of range for shape {shape}")
+        bits, axis, shape, n_scales = read_layout(r, repr(name), limits, budget)
         n = math.prod(shape)
-        n_scales = 1 if axis is None else shape[axis]
-        if n + n_scales > budget:
-            raise BitstreamError(
-                f"bad tensor {name!r}: shape {shape} exceeds the limit of {limits.max_elements} elements"
-            )
         budget -= n + n_scales
         raw_scale, sspec, spay = None, None, b""
         if axis is None:

@@ -131,13 +131,17 @@ def write_bitstream(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors
     an estimated rate; such bytes are for counting, not for writing. The tensors' shapes are left out unless a
     coded plugin reshaped the model (the decoder then cannot know them from the MODEL section alone).
     """
-    implicit = not any(p.coded for p in plugins)
     sections = [(SectionType.VIDEO, pack_dataclass(StreamInfo(fmt, frames))),
                 (SectionType.MODEL, pack_dataclass(config)),
-                (SectionType.PACKED_TENSORS, encode_packed(tensors, implicit, payload_bits))]
+                (SectionType.PACKED_TENSORS, encode_packed(tensors, shapes_implied(plugins), payload_bits))]
     if plugins:
         sections.append((SectionType.PLUGINS, pack_dataclass(PluginsSection(tuple(plugins)))))
     return write_container(sections)
+
+
+def shapes_implied(plugins: tuple[PluginRecord, ...]) -> bool:
+    """Whether the MODEL section gives the tensors' shapes: unless a coded plugin reshaped the model."""
+    return not any(p.coded for p in plugins)
 
 
 def parameter_shapes(config: HiNeRVConfig) -> list[tuple[int, ...]]:
@@ -169,7 +173,7 @@ def read_tensors(found: dict[int, bytes], config: HiNeRVConfig,
     MODEL section (only a file without coded plugins may leave them out)."""
     if SectionType.TENSORS in found:
         return decode_tensors(found[SectionType.TENSORS])
-    shapes = None if any(p.coded for p in plugins) else parameter_shapes(config)
+    shapes = parameter_shapes(config) if shapes_implied(plugins) else None
     return decode_packed(found[SectionType.PACKED_TENSORS], shapes)
 
 

@@ -11,7 +11,7 @@ from bitstream.info import describe
 from compress.hooks import PLUGINS
 from inr.model import count_parameters, model_macs_per_pixel
 
-from .bitstream_io import parameter_shapes, read_bitstream, read_file_bytes
+from .bitstream_io import parameter_shapes, read_bitstream, read_file_bytes, shapes_implied
 from .decoder import file_plugins, meta_model
 
 
@@ -24,7 +24,7 @@ def describe_file(path: str | os.PathLike) -> dict:
     model = meta_model(config, live)
     summaries = iter([p.summary(model) for p in live])  # of the records file_plugins keeps, in order
     names = [n for n, _ in model.named_parameters()]
-    layout = describe(data, shapes=None if any(p.coded for p in parsed.plugins) else parameter_shapes(config))
+    layout = describe(data, shapes=parameter_shapes(config) if shapes_implied(parsed.plugins) else None)
     tensors = layout["tensors"]
     for i, (t, q) in enumerate(zip(tensors, parsed.tensors)):
         t["name"] = names[i] if i < len(names) else f"(plugin tensor {i - len(names)})"
