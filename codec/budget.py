@@ -6,8 +6,8 @@ more), so the estimate knows the machine, the threads, the model and the frame s
 
     epochs = budget / (steps per epoch x step seconds x (1 + 0.2 f_prune + 0.1 f_qat))
 
-unless the prune stage steers the rate to a target and so runs at least ``MIN_STEERING_STEPS`` steps: on a short
-clip (few steps an epoch) that fixed cost comes off the budget first.
+unless the prune stage steers the rate to a target and so runs at least ``Quantizer.min_steering_steps`` steps: on
+a short clip (few steps an epoch) that fixed cost comes off the budget first.
 
 The plan is kept in the checkpoint, so a resumed encode trains the epochs it started with. A plugin's teacher
 (``codec.teacher``) is not in the budget.
@@ -59,7 +59,8 @@ def epochs_for_budget(seconds: float, step_seconds: float, steps_per_epoch: int,
     """The most epochs whose train, prune and QAT stages fit in ``seconds`` (at least ``MIN_EPOCHS``).
 
     ``min_prune_steps``: the prune stage runs at least this many steps whatever the epochs (a stage steering the
-    rate to a target: ``codec.encoder.MIN_STEERING_STEPS``); on a short clip that floor, not the share, prices it.
+    rate to a target: ``compress.quantizers.Quantizer.min_steering_steps``); on a short clip that floor, not the
+    share, prices it.
     """
     step = max(step_seconds, 1e-12)
     per_epoch = steps_per_epoch * step * (1 + prune_share * prune_cost + qat_share * qat_cost)

@@ -102,6 +102,10 @@ class Quantizer:
     # seconds of a prune and of a QAT step per train step (--time-budget; measured on 16 frames of carphone,
     # preset m, one thread: uniform 1.2 / 2.7, entropy 2.3 / 2.9, sbs 8.5 / 3.1)
     stage_cost: ClassVar[tuple[float, float]] = (2.3, 2.9)
+    # a prune stage that steers λ to a target size runs at least this many steps, however short the clip: the
+    # multiplicative controller moves λ ~2% a step, and a 16-frame clip's 20% of 300 epochs (480 steps) ended 50%
+    # over a low target (issue #19)
+    min_steering_steps: ClassVar[int] = 1000
 
     def __init__(self, settings: QuantSettings, coding: CodingContext) -> None:
         self.settings, self.coding = settings, coding
@@ -276,6 +280,9 @@ class Entropy(Quantizer):
     """Learned steps and entropy models with the rate in the loss (prune stage), hard rounding in QAT."""
 
     default_lambda = 5.0  # per bpp
+    # the rate stage retrains the model under quantization noise: 2,000 steps kept more of the quality than the
+    # 1,000 that land the target (docs/results.md)
+    min_steering_steps = 2000
 
     def steers_to_target(self) -> bool:
         return self.coding.target_bits is not None

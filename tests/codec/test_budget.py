@@ -33,8 +33,8 @@ def test_epochs_for_budget_fill_it_with_the_other_stages_priced_in():
 
 
 def test_a_budget_prices_a_prune_stage_held_to_a_minimum_of_steps():
-    """A stage steering to a target runs at least MIN_STEERING_STEPS: on a short clip (few steps an epoch) that
-    floor, not 20% of the epochs, is what the prune stage costs, and it comes off the budget first."""
+    """A stage steering to a target runs at least the quantizer's min_steering_steps: on a short clip (few steps an
+    epoch) that floor, not 20% of the epochs, is what the prune stage costs, and it comes off the budget first."""
     # 3 steps an epoch at 0.1 s: 1000 prune steps at 2.0x cost 200 s; each epoch then costs 0.3 s x 1.3
     assert epochs_for_budget(239.5, 0.1, 3, 2.0, 3.0, min_prune_steps=1000) == 101  # (239.5 - 200) // 0.39
     assert epochs_for_budget(239.5, 0.1, 3, 2.0, 3.0) == 469  # no floor: the share alone (0.51 s an epoch)

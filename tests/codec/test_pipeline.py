@@ -13,7 +13,7 @@ import torch
 from codec.checkpoint import checkpoint_path
 from codec.clips import make_clip
 from codec.decoder import decode_file
-from codec.encoder import MIN_STEERING_STEPS, EncodeOptions, encode
+from codec.encoder import EncodeOptions, encode
 from codec.y4m import read_y4m
 from compress.hooks import TrainingHook
 from compress.quantizers import QUANTIZERS, CodingContext
@@ -436,14 +436,17 @@ def test_sbs_linear_rate_prices_bits_per_pixel():
 
 
 def test_a_stage_steering_to_a_target_runs_enough_steps():
-    """Short clips have few steps an epoch: the stage whose controller steers λ to a target gets at least
-    MIN_STEERING_STEPS of them; without a target, with an explicit --prune-epochs or for uniform it keeps 20%."""
+    """Short clips have few steps an epoch: the stage whose controller steers λ to a target gets at least the
+    quantizer's min_steering_steps of them (entropy 2,000, sbs 1,000); without a target, with an explicit
+    --prune-epochs or for uniform it keeps 20%."""
     pixels, per_epoch = 176 * 144 * 16, 8
     steered = EncodeOptions(epochs=10, target_bpp=0.05)
-    for options in (steered, dataclasses.replace(steered, quant="sbs")):
-        stages = options.stages(quantizer(options, pixels), per_epoch)
+    for options, floor in ((steered, 2000), (dataclasses.replace(steered, quant="sbs"), 1000)):
+        chosen = quantizer(options, pixels)
+        stages = options.stages(chosen, per_epoch)
         assert [s.name for s in stages] == ["train", "prune", "qat"]
-        assert stages[1].epochs == -(-MIN_STEERING_STEPS // per_epoch) and stages[0].epochs == 10
+        assert chosen.min_steering_steps == floor
+        assert stages[1].epochs == -(-floor // per_epoch) and stages[0].epochs == 10
     for options in (EncodeOptions(epochs=10), dataclasses.replace(steered, prune_epochs=2),
                     dataclasses.replace(steered, quant="uniform")):
         assert options.stages(quantizer(options, pixels), per_epoch)[1].epochs == 2
