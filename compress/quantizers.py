@@ -280,9 +280,9 @@ class Entropy(Quantizer):
     """Learned steps and entropy models with the rate in the loss (prune stage), hard rounding in QAT."""
 
     default_lambda = 5.0  # per bpp
-    # the rate stage retrains the model under quantization noise: 2,000 steps kept more of the quality than the
-    # 1,000 that land the target (docs/results.md)
-    min_steering_steps = 2000
+    # the rate stage retrains the model under quantization noise: 4,000 steps kept more of the quality than the
+    # 1,000 that land the target, and 2,000 (docs/results.md)
+    min_steering_steps = 4000
 
     def steers_to_target(self) -> bool:
         return self.coding.target_bits is not None

@@ -437,11 +437,11 @@ def test_sbs_linear_rate_prices_bits_per_pixel():
 
 def test_a_stage_steering_to_a_target_runs_enough_steps():
     """Short clips have few steps an epoch: the stage whose controller steers λ to a target gets at least the
-    quantizer's min_steering_steps of them (entropy 2,000, sbs 1,000); without a target, with an explicit
+    quantizer's min_steering_steps of them (entropy 4,000, sbs 1,000); without a target, with an explicit
     --prune-epochs or for uniform it keeps 20%."""
     pixels, per_epoch = 176 * 144 * 16, 8
     steered = EncodeOptions(epochs=10, target_bpp=0.05)
-    for options, floor in ((steered, 2000), (dataclasses.replace(steered, quant="sbs"), 1000)):
+    for options, floor in ((steered, 4000), (dataclasses.replace(steered, quant="sbs"), 1000)):
         chosen = quantizer(options, pixels)
         stages = options.stages(chosen, per_epoch)
         assert [s.name for s in stages] == ["train", "prune", "qat"]
