@@ -148,11 +148,11 @@ class EncodeOptions:
     def stages(self, quantizer: Quantizer, steps_per_epoch: int = 1) -> list[StageSpec]:
         """train -> prune (the quantizer's: fine-tune after pruning, the SBS search, the rate stage) -> qat.
 
-        By default the prune stage is 20% of the epochs, and at least the quantizer's ``min_steering_steps`` steps
-        when it steers the rate to a target (short clips have few steps an epoch)."""
+        By default the prune stage is 20% of the epochs, and at least the quantizer's ``min_prune_steps()`` (a
+        floor when it steers the rate to a target: short clips have few steps an epoch)."""
         prune_epochs = round(0.2 * self.epochs) if self.prune_epochs is None else self.prune_epochs
-        if self.prune_epochs is None and quantizer.steers_to_target():
-            prune_epochs = max(prune_epochs, -(-quantizer.min_steering_steps // steps_per_epoch))
+        if self.prune_epochs is None:
+            prune_epochs = max(prune_epochs, -(-quantizer.min_prune_steps() // steps_per_epoch))
         qat_epochs = max(1, round(0.1 * self.epochs)) if self.qat_epochs is None else self.qat_epochs
         return [StageSpec("train", self.epochs, self.lr),
                 StageSpec("prune", prune_epochs if quantizer.prune_stage() else 0, self.lr),
@@ -224,9 +224,8 @@ def budget_epochs(options: EncodeOptions, quantizer: Quantizer, model: HiNeRV, d
     if saved is not None and "epochs" in saved.plan:
         return int(saved.plan["epochs"])
     step = time_train_step(model, data, train_cfg)
-    steering = quantizer.steers_to_target() and quantizer.prune_stage()
     epochs = epochs_for_budget(60 * options.time_budget, step, data.steps_per_epoch, *quantizer.stage_cost,
-                               min_prune_steps=quantizer.min_steering_steps if steering else 0)
+                               min_prune_steps=quantizer.min_prune_steps())
     log(f"--time-budget {options.time_budget:g} min: {epochs} epochs ({1000 * step:.0f} ms a train step, "
         f"{data.steps_per_epoch} steps an epoch)")
     return epochs

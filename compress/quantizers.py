@@ -131,6 +131,11 @@ class Quantizer:
         """Whether training steers the rate to the target size (a controller on λ in the prune stage)."""
         return False
 
+    def min_prune_steps(self) -> int:
+        """The fewest steps the prune stage runs whatever the epochs: ``min_steering_steps`` when it steers the
+        rate to a target, else none (the stage plan and ``--time-budget`` both hold to it)."""
+        return self.min_steering_steps if self.steers_to_target() and self.prune_stage() else 0
+
     def hooks(self) -> list[TrainingHook]:
         """The hooks that quantize during training (built once per encode; their state is checkpointed)."""
         return []
