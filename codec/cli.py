@@ -91,6 +91,9 @@ def main() -> None:
               help="Model size: xxs, xs, s, m, l, xl; auto: s, or the size that suits --target-bpp/--target-size.")
 @click.option("--params", type=int, default=None, help="Parameter budget (overrides the preset).")
 @click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Training epochs (+20% prune, +10% QAT).")
+@click.option("--prune-epochs", type=int, default=None,
+              help="Epochs of the prune stage (--quant entropy: the rate stage); default 20% of --epochs, and under "
+                   "a target at least the quantizer's floor of steps (entropy 4,000). Longer buys quality for time.")
 @click.option("--width-ratio", type=float, default=DEFAULTS.width_ratio, show_default=True,
               help="Each stage's width over the previous one's (the preset solves the first width for the budget).")
 @click.option("--min-width", type=int, default=DEFAULTS.min_width, show_default=True,
@@ -148,7 +151,7 @@ def main() -> None:
               help="Write a JSON report (bytes, bpp, PSNR, MS-SSIM, params, times).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
-def encode(input_path, output_path, preset, params, epochs, width_ratio, min_width, luma_stage, bits, prune_ratio,
+def encode(input_path, output_path, preset, params, epochs, prune_epochs, width_ratio, min_width, luma_stage, bits, prune_ratio,
            loss, frames, seed, lr, batch_size, patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate,
            sbs_prune, plugins, device, bf16, kernels, time_budget, teacher_cache, resume, json_path, quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
@@ -156,7 +159,8 @@ def encode(input_path, output_path, preset, params, epochs, width_ratio, min_wid
 
     from .encoder import encode as run_encode
 
-    options = EncodeOptions(preset=preset, params=params, epochs=epochs, width_ratio=width_ratio,
+    options = EncodeOptions(preset=preset, params=params, epochs=epochs, prune_epochs=prune_epochs,
+                            width_ratio=width_ratio,
                             min_width=min_width, luma_stage=luma_stage, bits=bits, prune=prune_ratio, loss=loss,
                             frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size,
                             quant=quant, lam=lam, target_bpp=target_bpp, target_size=target_size, steps=steps,

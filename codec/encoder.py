@@ -49,7 +49,7 @@ class EncodeOptions:
     preset: str = "auto"  # model size rung (inr.presets.PRESETS); 'auto': s, or from --target-* when given
     params: int | None = None  # explicit parameter budget (overrides the preset's)
     epochs: int = 300  # training epochs; prune fine-tune and QAT add 20% and 10%
-    prune_epochs: int | None = None  # default round(0.2 * epochs)
+    prune_epochs: int | None = None  # None: round(0.2 * epochs), at least the quantizer's min_prune_steps(); else exactly
     qat_epochs: int | None = None  # default round(0.1 * epochs)
     width_ratio: float = 0.5  # each stage's width over the previous one's (inr.presets.WidthLadder)
     min_width: int = 4  # no stage narrower than this
@@ -88,7 +88,7 @@ class EncodeOptions:
         for name in ("prune_epochs", "qat_epochs"):
             v = getattr(self, name)
             if v is not None and v < 0:
-                raise ValueError(f"{name} must be >= 0, got {v}")
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
         if self.quant not in QUANTIZERS:
             raise ValueError(f"--quant must be one of {', '.join(QUANTIZERS.names())}, got {self.quant!r}")
         self.quant_settings()  # validates --bits, --prune, --lambda, --steps, --sbs-rate, --sbs-prune
@@ -110,8 +110,8 @@ class EncodeOptions:
             if not self.time_budget > 0:
                 raise ValueError(f"--time-budget must be > 0 minutes, got {self.time_budget}")
             if self.prune_epochs is not None or self.qat_epochs is not None:
-                raise ValueError("--time-budget picks the prune and QAT epochs too: leave prune_epochs and "
-                                 "qat_epochs unset")
+                raise ValueError("--time-budget picks the prune and QAT epochs too: give --time-budget or "
+                                 "--prune-epochs, not both")
         if self.teacher_cache is not None and Path(self.teacher_cache).exists() \
                 and not Path(self.teacher_cache).is_dir():
             raise ValueError(f"--teacher-cache {self.teacher_cache} is not a folder")
