@@ -93,7 +93,8 @@ def main() -> None:
 @click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True, help="Training epochs (+20% prune, +10% QAT).")
 @click.option("--prune-epochs", type=int, default=None,
               help="Epochs of the prune stage (--quant entropy: the rate stage); default 20% of --epochs, and under "
-                   "a target at least the quantizer's floor of steps (entropy 4,000). Longer buys quality for time.")
+                   "a target at least the quantizer's floor of steps (entropy "
+                   f"{QUANTIZERS.get('entropy').min_steering_steps:,}). Longer buys quality for time.")
 @click.option("--width-ratio", type=float, default=DEFAULTS.width_ratio, show_default=True,
               help="Each stage's width over the previous one's (the preset solves the first width for the budget).")
 @click.option("--min-width", type=int, default=DEFAULTS.min_width, show_default=True,
