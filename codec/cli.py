@@ -152,21 +152,22 @@ def main() -> None:
               help="Write a JSON report (bytes, bpp, PSNR, MS-SSIM, params, times).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
-def encode(input_path, output_path, preset, params, epochs, prune_epochs, width_ratio, min_width, luma_stage, bits, prune_ratio,
-           loss, frames, seed, lr, batch_size, patch_size, quant, lam, target_bpp, target_size, steps, sbs_rate,
-           sbs_prune, plugins, device, bf16, kernels, time_budget, teacher_cache, resume, json_path, quiet) -> None:
+def encode(input_path, output_path, preset, params, epochs, prune_epochs, width_ratio, min_width, luma_stage, bits,
+           prune_ratio, loss, frames, seed, lr, batch_size, patch_size, quant, lam, target_bpp, target_size, steps,
+           sbs_rate, sbs_prune, plugins, device, bf16, kernels, time_budget, teacher_cache, resume, json_path,
+           quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
     from eval.measure import measure
 
     from .encoder import encode as run_encode
 
     options = EncodeOptions(preset=preset, params=params, epochs=epochs, prune_epochs=prune_epochs,
-                            width_ratio=width_ratio,
-                            min_width=min_width, luma_stage=luma_stage, bits=bits, prune=prune_ratio, loss=loss,
-                            frames=frames, seed=seed, lr=lr, batch_size=batch_size, patch_size=patch_size,
-                            quant=quant, lam=lam, target_bpp=target_bpp, target_size=target_size, steps=steps,
-                            sbs_rate=sbs_rate, sbs_prune=sbs_prune, plugins=plugins, device=device, bf16=bf16,
-                            kernels=kernels, time_budget=time_budget, teacher_cache=teacher_cache)
+                            width_ratio=width_ratio, min_width=min_width, luma_stage=luma_stage, bits=bits,
+                            prune=prune_ratio, loss=loss, frames=frames, seed=seed, lr=lr, batch_size=batch_size,
+                            patch_size=patch_size, quant=quant, lam=lam, target_bpp=target_bpp,
+                            target_size=target_size, steps=steps, sbs_rate=sbs_rate, sbs_prune=sbs_prune,
+                            plugins=plugins, device=device, bf16=bf16, kernels=kernels, time_budget=time_budget,
+                            teacher_cache=teacher_cache)
     source = click.get_current_context().get_parameter_source("epochs")
     if time_budget is not None and source is not click.core.ParameterSource.DEFAULT:
         raise ValueError("give --epochs or --time-budget, not both")

@@ -49,7 +49,7 @@ class EncodeOptions:
     preset: str = "auto"  # model size rung (inr.presets.PRESETS); 'auto': s, or from --target-* when given
     params: int | None = None  # explicit parameter budget (overrides the preset's)
     epochs: int = 300  # training epochs; prune fine-tune and QAT add 20% and 10%
-    prune_epochs: int | None = None  # None: round(0.2 * epochs), at least the quantizer's min_prune_steps(); else exactly
+    prune_epochs: int | None = None  # None: round(0.2 * epochs), at least min_prune_steps(); else exactly
     qat_epochs: int | None = None  # default round(0.1 * epochs)
     width_ratio: float = 0.5  # each stage's width over the previous one's (inr.presets.WidthLadder)
     min_width: int = 4  # no stage narrower than this
@@ -85,10 +85,10 @@ class EncodeOptions:
             raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
         if self.frames is not None and self.frames < 1:
             raise ValueError(f"--frames must be at least 1, got {self.frames}")
-        for name in ("prune_epochs", "qat_epochs"):
+        for name, label in (("prune_epochs", "--prune-epochs"), ("qat_epochs", "qat_epochs")):
             v = getattr(self, name)
             if v is not None and v < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {v}")
+                raise ValueError(f"{label} must be >= 0, got {v}")
         if self.quant not in QUANTIZERS:
             raise ValueError(f"--quant must be one of {', '.join(QUANTIZERS.names())}, got {self.quant!r}")
         self.quant_settings()  # validates --bits, --prune, --lambda, --steps, --sbs-rate, --sbs-prune
