@@ -150,9 +150,9 @@ class EncodeOptions:
 
         By default the prune stage is 20% of the epochs, and at least the quantizer's ``min_prune_steps()`` (a
         floor when it steers the rate to a target: short clips have few steps an epoch)."""
-        prune_epochs = round(0.2 * self.epochs) if self.prune_epochs is None else self.prune_epochs
-        if self.prune_epochs is None:
-            prune_epochs = max(prune_epochs, -(-quantizer.min_prune_steps() // steps_per_epoch))
+        prune_epochs = self.prune_epochs
+        if prune_epochs is None:
+            prune_epochs = max(round(0.2 * self.epochs), -(-quantizer.min_prune_steps() // steps_per_epoch))
         qat_epochs = max(1, round(0.1 * self.epochs)) if self.qat_epochs is None else self.qat_epochs
         return [StageSpec("train", self.epochs, self.lr),
                 StageSpec("prune", prune_epochs if quantizer.prune_stage() else 0, self.lr),
