@@ -3,7 +3,8 @@
 Layout (all integers little-endian; see ``bitstream/FORMAT.md`` for the full description)::
 
     magic    4 bytes  b"HNRV"
-    version  u8       2 with a PACKED_TENSORS section, else 1 (the reader reads both)
+    version  u8       the oldest that has what the file uses: 3 with a PACKED_TENSORS section without meta
+                      bytes, 2 with another PACKED_TENSORS section, else 1 (the reader reads all three)
     flags    u8       0 (no flag is defined; any set bit is refused)
     section*          type u8 | length uvarint | payload (length bytes) | crc32 u32 over type+length+payload
     END               type 0 | length 0 | crc32        -- nothing may follow
@@ -18,6 +19,7 @@ import zlib
 
 from bitstream.errors import BitstreamError
 from bitstream.fields import Reader, write_uvarint
+from bitstream.packed import NO_META
 
 __all__ = [
     "FORMAT_VERSION",
@@ -33,8 +35,8 @@ __all__ = [
 ]
 
 MAGIC = b"HNRV"
-FORMAT_VERSION = 2  # the newest version: what the writer writes when a section needs it
-READ_VERSIONS = (1, 2)  # what the reader reads
+FORMAT_VERSION = 3  # the newest version: what the writer writes when a section needs it
+READ_VERSIONS = (1, 2, 3)  # what the reader reads
 HEADER_SIZE = len(MAGIC) + 2  # magic + version + flags
 KNOWN_FLAGS = 0x00  # no flag bit is defined
 
@@ -125,15 +127,24 @@ def reseal_crcs(data: bytes) -> bytes:
     return bytes(b)
 
 
+def _version_needed(type_id: object, payload: object) -> int:
+    """The oldest format version that has this section as it is."""
+    if type_id != SectionType.PACKED_TENSORS:
+        return 1
+    no_meta = isinstance(payload, (bytes, bytearray, memoryview)) and len(payload) > 0 and bool(payload[0] & NO_META)
+    return 3 if no_meta else 2
+
+
 def write_container(sections: list[tuple[int, bytes]]) -> bytes:
     """Assemble a file: header, the given sections in the given order, then END (added here).
 
     Raises:
         ValueError: an unknown or END type, a repeated type, or a payload that is not bytes.
     """
-    # the oldest version that has every section given: files without a packed section stay readable by
-    # version-1 decoders, byte for byte as they were written before version 2
-    version = FORMAT_VERSION if any(t == SectionType.PACKED_TENSORS for t, _ in sections) else 1
+    # the oldest version that has everything given: files without a packed section stay readable by version-1
+    # decoders, byte for byte as they were written before version 2, and packed sections with meta bytes by
+    # version-2 decoders
+    version = max([1] + [_version_needed(t, p) for t, p in sections])
     out = bytearray(MAGIC + bytes([version, 0]))
     seen: set[int] = set()
     for type_id, payload in sections:
@@ -172,7 +183,7 @@ def read_container(data: bytes, limits: ContainerLimits = ContainerLimits()) -> 
     version, flags = data[4], data[5]
     if version not in READ_VERSIONS:
         raise BitstreamError(f"unsupported format version {version}, this decoder reads "
-                             f"{' and '.join(map(str, READ_VERSIONS))}")
+                             f"{', '.join(map(str, READ_VERSIONS[:-1]))} and {READ_VERSIONS[-1]}")
     if flags & ~KNOWN_FLAGS:
         raise BitstreamError(f"unknown flags 0x{flags:02x} in the header (this decoder knows 0x{KNOWN_FLAGS:02x})")
 

@@ -8,14 +8,17 @@ a payload length and a flushed range-coder word for every tensor. This layout st
   from the MODEL section);
 * one range-coder stream for every range-coded array of the section (no lengths, one flush in all); raw arrays
   inline, their length implied by the count and the support;
-* no scales for an all-zero tensor (its value is zero whatever they were; they read back as 0).
+* no scales for an all-zero tensor (its value is zero whatever they were; they read back as 0);
+* no meta byte when no record needs one (flag bit 1, format version 3): every tensor has one scale and the
+  nominal width of its symbols (``nominal_bits``), as learned-step (``--quant entropy``) tensors do, so the
+  reader knows both from the symbols' model spec. At 1-2 KB a file the meta bytes were 3-5% of it.
 
 Layout (see ``bitstream/FORMAT.md`` §5b)::
 
-    flags                u8: bit 0 = shapes implicit; other bits reserved (refused)
+    flags                u8: bit 0 = shapes implicit; bit 1 = no meta bytes; other bits reserved (refused)
     count                uvarint
     per tensor:
-      meta               u8: bits | (axis + 1 or 0) << 5, as in TENSORS
+      meta               u8: bits | (axis + 1 or 0) << 5, as in TENSORS      (only without flag bit 1)
       shape              uvarint ndim, ndim uvarint dims    (only without flag bit 0)
       symbols            model spec, then the raw payload inline for raw (and gcd of raw) models
       scales             absent when the symbols' model is zero; else one float16, or (per channel) a model
@@ -53,13 +56,15 @@ from bitstream.tensors import (
     _ints_to_scales,
     _scales_to_ints,
     _symbol_bound,
+    nominal_bits,
     read_layout,
 )
 
-__all__ = ["IMPLICIT_SHAPES", "decode_packed", "encode_packed", "packed_breakdown"]
+__all__ = ["IMPLICIT_SHAPES", "NO_META", "decode_packed", "encode_packed", "packed_breakdown"]
 
 IMPLICIT_SHAPES = 0x01  # flag bit: the reader supplies the shapes
-_KNOWN_FLAGS = IMPLICIT_SHAPES
+NO_META = 0x02  # flag bit: no record has a meta byte (one scale each, bits = nominal_bits of the support); v3 on
+_KNOWN_FLAGS = IMPLICIT_SHAPES | NO_META
 
 
 @dataclasses.dataclass
@@ -100,6 +105,11 @@ def _array(flat: np.ndarray, spec: ModelSpec, payload_bits: float) -> _Array:
     return _Array(spec, flat, inline=encode(flat, spec) if spec.has_payload else b"")
 
 
+def spec_bits(spec: ModelSpec) -> int:
+    """The nominal width of the symbols a spec's support holds: what a record without a meta byte reads."""
+    return nominal_bits(max(abs(spec.lo), abs(spec.hi)))
+
+
 def encode_packed(tensors: Sequence[QuantizedTensor], implicit_shapes: bool = False,
                   payload_bits: Sequence[float | None] | None = None) -> bytes:
     """The PACKED_TENSORS section payload for ``tensors`` (in order; names are not stored).
@@ -113,21 +123,25 @@ def encode_packed(tensors: Sequence[QuantizedTensor], implicit_shapes: bool = Fa
     tensors = list(tensors)
     if payload_bits is not None and len(payload_bits) != len(tensors):
         raise ValueError(f"expected {len(tensors)} payload bit counts, got {len(payload_bits)}")
-    out = bytearray([IMPLICIT_SHAPES if implicit_shapes else 0])
-    out += write_uvarint(len(tensors))
-    streamed: list[_Array] = []
-    for i, t in enumerate(tensors):
+    for t in tensors:
         if not isinstance(t, QuantizedTensor):
             raise TypeError(f"expected QuantizedTensor, got {type(t).__name__}")
-        out.append(t.bits | ((0 if t.axis is None else t.axis + 1) << 5))
+    chosen = [_choose(t.symbols, t.entropy, None if payload_bits is None else payload_bits[i])
+              for i, t in enumerate(tensors)]
+    no_meta = bool(tensors) and all(t.axis is None and t.bits == spec_bits(a.spec) for t, a in zip(tensors, chosen))
+    out = bytearray([(IMPLICIT_SHAPES if implicit_shapes else 0) | (NO_META if no_meta else 0)])
+    out += write_uvarint(len(tensors))
+    streamed: list[_Array] = []
+    for t, symbols in zip(tensors, chosen):
+        if not no_meta:
+            out.append(t.bits | ((0 if t.axis is None else t.axis + 1) << 5))
         if not implicit_shapes:
             out += write_uvarint(len(t.shape))
             for d in t.shape:
                 out += write_uvarint(d)
-        bits = None if payload_bits is None else payload_bits[i]
-        arrays = [_choose(t.symbols, t.entropy, bits)]
-        out += arrays[0].spec.to_bytes() + arrays[0].inline
-        if arrays[0].spec.model != "zero":
+        arrays = [symbols]
+        out += symbols.spec.to_bytes() + symbols.inline
+        if symbols.spec.model != "zero":
             if t.axis is None:
                 out += t.scales.astype("<f2").tobytes()
             else:
@@ -176,11 +190,11 @@ def _parse(payload: bytes, shapes: Sequence[tuple[int, ...]] | None,
     flags = r.u8("flags")
     if flags & ~_KNOWN_FLAGS:
         raise BitstreamError(f"bad PACKED_TENSORS section: unknown flags 0x{flags:02x}")
-    implicit = bool(flags & IMPLICIT_SHAPES)
+    implicit, no_meta = bool(flags & IMPLICIT_SHAPES), bool(flags & NO_META)
     if implicit and shapes is None:
         raise BitstreamError("bad PACKED_TENSORS section: its shapes are implicit and the reader has none")
     count = r.uvarint("tensor count", max_value=limits.max_tensors)
-    if count * 2 > r.remaining:  # a record takes at least 2 bytes (meta, model id)
+    if count * (1 if no_meta else 2) > r.remaining:  # a record takes at least its model id (and meta byte)
         raise BitstreamError(f"bad PACKED_TENSORS section: {count} tensors cannot fit in {r.remaining} bytes")
     if implicit and count != len(shapes):
         raise BitstreamError(f"the model needs {len(shapes)} tensors, the file has {count}")
@@ -189,10 +203,12 @@ def _parse(payload: bytes, shapes: Sequence[tuple[int, ...]] | None,
     for i in range(count):
         start = r.pos
         given = tuple(int(d) for d in shapes[i]) if implicit else None
-        bits, axis, shape, n_scales = read_layout(r, str(i), limits, budget, given)
+        bits, axis, shape, n_scales = read_layout(r, str(i), limits, budget, given, 0 if no_meta else None)
         n = math.prod(shape)
         budget -= n + n_scales
         spec, inline = _read_array(r, n, f"tensor {i} symbols")
+        if no_meta:
+            bits = spec_bits(spec)
         bound = _symbol_bound(bits)
         if n and (spec.lo < -bound or spec.hi > bound):
             raise BitstreamError(f"bad tensor {i}: symbol range [{spec.lo}, {spec.hi}] exceeds ±{bound} for "

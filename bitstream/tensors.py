@@ -36,6 +36,7 @@ __all__ = [
     "TensorLimits",
     "decode_tensors",
     "encode_tensors",
+    "nominal_bits",
     "tensor_breakdown",
 ]
 
@@ -74,6 +75,13 @@ def _check_entropy(name: str, entropy: object) -> tuple[str, float, float]:
 
 def _symbol_bound(bits: int) -> int:
     return min((1 << bits) - 1, SYMBOL_MAX)
+
+
+def nominal_bits(max_abs: int) -> int:
+    """The smallest symmetric width (symbols within ±(2**(bits-1) - 1)) covering ``max_abs``, at least 2 (the
+    smallest width a quantizer uses; an all-zero tensor costs no payload whatever its width). The width a
+    learned-step tensor records, and the one a PACKED_TENSORS record without a meta byte reads back."""
+    return max(2, int(max_abs).bit_length() + 1)
 
 
 @dataclasses.dataclass(eq=False)
@@ -285,10 +293,12 @@ def _read_coded(r: Reader, what: str) -> tuple[ModelSpec, bytes]:
 
 
 def read_layout(r: Reader, label: str, limits: TensorLimits, budget: int,
-                shape: tuple[int, ...] | None = None) -> tuple[int, int | None, tuple[int, ...], int]:
-    """A record's meta byte and shape (read here unless ``shape`` is given), checked: (bits, axis, shape, scale
-    count). ``budget``: the elements the section may still hold; ``label`` names the tensor in errors."""
-    meta = r.u8("tensor meta")
+                shape: tuple[int, ...] | None = None,
+                meta: int | None = None) -> tuple[int, int | None, tuple[int, ...], int]:
+    """A record's meta byte and shape (each read here unless given), checked: (bits, axis, shape, scale count).
+    ``budget``: the elements the section may still hold; ``label`` names the tensor in errors."""
+    if meta is None:
+        meta = r.u8("tensor meta")
     bits, axis_code = meta & 0x1F, meta >> 5
     if bits > MAX_BITS:
         raise BitstreamError(f"bad tensor {label}: {bits} bits (at most {MAX_BITS})")

@@ -41,7 +41,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bitstream.distributions import DISTRIBUTIONS, LOG_PROB_FLOOR, SCALE_MIN, SYMBOL_MAX, log_interval_prob
-from bitstream.tensors import QuantizedTensor
+from bitstream.tensors import QuantizedTensor, nominal_bits
 from compress.numerics import FP16_MAX, fp16_ste, normalize_axis, round_fp16
 from compress.prune import FilterFn, find_parametrization, input_of, named_tensors, remember_param_order
 from compress.quantize import AxisFn, FakeQuant, default_axis
@@ -340,12 +340,6 @@ def hard_rate_bits(model: nn.Module) -> float:
     return float(rate_bits(model, hard=True))
 
 
-def _nominal_bits(max_abs: int) -> int:
-    """The smallest symmetric width (symbols within ±(2**(bits-1) - 1)) covering ``max_abs``, at least 2 (the
-    smallest width a QuantizedTensor takes; an all-zero tensor costs no payload whatever its width)."""
-    return max(2, int(max_abs).bit_length() + 1)
-
-
 @torch.no_grad()
 def export_entropy(model: nn.Module) -> list[QuantizedTensor]:
     """The entropy-quantized tensors as ``QuantizedTensor``s, with their learned coding model in ``entropy``.
@@ -360,7 +354,7 @@ def export_entropy(model: nn.Module) -> list[QuantizedTensor]:
         loc, scale = (float(v) for v in q.model16())
         step = q.step16().reshape(-1).cpu().to(torch.float16).numpy()
         out.append(QuantizedTensor(name=full, shape=tuple(x.shape), symbols=sym, scales=step, axis=q.axis,
-                           bits=_nominal_bits(int(np.abs(sym).max()) if sym.size else 0),
+                           bits=nominal_bits(int(np.abs(sym).max()) if sym.size else 0),
                            entropy=(q.kind, loc, scale)))
     return out
 

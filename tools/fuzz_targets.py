@@ -246,8 +246,9 @@ def reseal(data: bytes) -> bytes:
 
 
 def _tiny_bitstream(width: int, height: int, chroma: str, depth: int, frames: int, seed: int, bits: int = 6,
-                    zero_every: int = 0) -> bytes:
-    """A valid hinerv file without training: a randomly initialised model of the smallest preset."""
+                    zero_every: int = 0, learned: bool = False) -> bytes:
+    """A valid hinerv file without training: a randomly initialised model of the smallest preset (``learned``:
+    with learned-step quantizers, as ``--quant entropy`` writes them: format version 3, no meta bytes)."""
     import torch
 
     from codec.bitstream_io import write_bitstream
@@ -268,7 +269,13 @@ def _tiny_bitstream(width: int, height: int, chroma: str, depth: int, frames: in
             for i, p in enumerate(model.parameters()):
                 if i % zero_every == 0:
                     p.zero_()
-    tensors = export_quantized(model, QuantConfig(bits=bits), axis_fn=quant_axis)
+    if learned:
+        from compress.entropy_quant import entropy_quant_, export_entropy
+
+        entropy_quant_(model)
+        tensors = export_entropy(model.eval())
+    else:
+        tensors = export_quantized(model, QuantConfig(bits=bits), axis_fn=quant_axis)
     return write_bitstream(fmt, frames, config, tensors)
 
 
@@ -276,13 +283,15 @@ _BITSTREAM_SEEDS: list[bytes] = []
 
 
 def bitstream_seeds() -> list[bytes]:
-    """Small valid hinerv files: 4:2:0 8-bit, mono 10-bit, 4:4:4 12-bit, 4:2:2 odd size; pruned tensors."""
+    """Small valid hinerv files: 4:2:0 8-bit, mono 10-bit, 4:4:4 12-bit, 4:2:2 odd size; pruned tensors; learned
+    steps (version 3)."""
     if not _BITSTREAM_SEEDS:
         _BITSTREAM_SEEDS.extend([
             _tiny_bitstream(16, 16, "420", 8, 2, seed=0),
             _tiny_bitstream(8, 6, "mono", 10, 3, seed=1, bits=8, zero_every=3),
             _tiny_bitstream(6, 4, "444", 12, 1, seed=2, bits=4),
             _tiny_bitstream(7, 5, "422", 8, 2, seed=3, zero_every=2),
+            _tiny_bitstream(16, 12, "420", 8, 2, seed=4, zero_every=4, learned=True),
         ])
     return list(_BITSTREAM_SEEDS)
 

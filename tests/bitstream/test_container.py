@@ -129,7 +129,7 @@ def test_distinct_messages() -> None:
     bad_crc[8] ^= 1
     cases = {
         "magic": b"XXXX" + data[4:],
-        "version": data[:4] + b"\x03" + data[5:],
+        "version": data[:4] + b"\x09" + data[5:],
         "flags": data[:5] + b"\x01" + data[6:],
         "crc": bytes(bad_crc),
         "truncated": data[:-1],

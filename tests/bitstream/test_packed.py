@@ -9,8 +9,8 @@ import pytest
 from bitstream import BitstreamError, QuantizedTensor, SectionType, describe, encode_tensors, read_container
 from bitstream.container import write_container
 from bitstream.entropy import RANGE_CODER_OVERHEAD_BYTES, spec_payload_bits
-from bitstream.packed import decode_packed, encode_packed, packed_breakdown
-from bitstream.tensors import TensorLimits, _given_spec
+from bitstream.packed import NO_META, decode_packed, encode_packed, packed_breakdown
+from bitstream.tensors import TensorLimits, _given_spec, nominal_bits
 
 from .test_golden import golden_file
 
@@ -75,6 +75,46 @@ def test_smaller_than_the_tensors_layout() -> None:
                                np.array([0.05]), None, 5, entropy=("laplace", 0.0, 2.0)) for _ in range(30)]
     old, new = len(encode_tensors(tensors)), len(encode_packed(tensors, implicit_shapes=True))
     assert new < old - 30 * 7, (old, new)  # >= 7 bytes a tensor: name 1, shape 3, length 1-2, flush ~2
+
+
+def _nominal(tensors: list[QuantizedTensor]) -> list[QuantizedTensor]:
+    """The tensors as learned-step quantization writes them: one scale each, the nominal width of the symbols."""
+    return [QuantizedTensor("", t.shape, t.symbols, t.scales[:1], None, nominal_bits(int(abs(t.symbols).max())),
+                            entropy=t.entropy) for t in tensors]
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_records_of_nominal_width_have_no_meta_byte(implicit: bool) -> None:
+    """Every tensor one-scale and of its symbols' nominal width: the meta bytes go (flag bit 1, version 3), one
+    byte a record, and the widths read back from the symbols' supports."""
+    tensors = _nominal([t for t in _tensors() if t.axis is None])
+    payload = encode_packed(tensors, implicit)
+    shapes = [t.shape for t in tensors] if implicit else None
+    _same_values(tensors, decode_packed(payload, shapes))
+    assert payload[0] & NO_META
+    last = tensors[-1]
+    one_off = tensors[:-1] + [QuantizedTensor("", last.shape, last.symbols, last.scales, None, last.bits + 1)]
+    with_meta = encode_packed(one_off, implicit)
+    assert not with_meta[0] & NO_META
+    assert len(with_meta) == len(payload) + len(tensors)
+    assert write_container([(SectionType.PACKED_TENSORS, payload)])[4] == 3
+    assert write_container([(SectionType.PACKED_TENSORS, with_meta)])[4] == 2  # version-2 decoders read it
+
+
+def test_a_per_channel_tensor_keeps_the_meta_bytes() -> None:
+    tensors = _tensors()
+    assert tensors[3].axis == 0
+    payload = encode_packed(_nominal(tensors[:3]) + [tensors[3]])
+    assert not payload[0] & NO_META
+    _same_values(_nominal(tensors[:3]) + [tensors[3]], decode_packed(payload))
+
+
+def test_a_section_without_meta_bytes_too_short_for_its_count_is_refused() -> None:
+    payload = encode_packed(_nominal([_tensors()[2]] * 3), implicit_shapes=True)  # three zero tensors: 1 byte each
+    assert len(payload) == 2 + 3
+    assert len(decode_packed(payload, [(3, 3)] * 3)) == 3
+    with pytest.raises(BitstreamError, match="cannot fit"):
+        decode_packed(payload[:1] + bytes([9]) + payload[2:], [(3, 3)] * 9)
 
 
 def test_implicit_shapes_need_the_reader() -> None:

@@ -1,6 +1,8 @@
 """The hinerv file's tensors: packed, shapes from the MODEL section unless a coded plugin reshaped the model."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -8,12 +10,13 @@ import torch
 from bitstream.container import SectionType, read_container, write_container
 from bitstream.errors import BitstreamError
 from bitstream.fields import pack_dataclass
-from bitstream.packed import IMPLICIT_SHAPES
+from bitstream.packed import IMPLICIT_SHAPES, NO_META
 from bitstream.tensors import encode_tensors
 from codec.bitstream_io import PluginRecord, PluginsSection, StreamInfo, read_bitstream, write_bitstream
 from codec.info import describe_file
 from codec.layout import PlaneLayout
 from codec.video import VideoFormat
+from compress.entropy_quant import entropy_quant_, export_entropy
 from compress.quantize import QuantConfig, export_quantized
 from inr.model import HiNeRV, quant_axis
 from inr.presets import build_config
@@ -55,6 +58,25 @@ def test_a_file_leaves_the_shapes_to_the_model_section():
     assert v1[4] == 1
     _same(tensors, read_bitstream(v1).tensors)
     assert len(data) < len(v1) - 4 * len(tensors), (len(data), len(v1), len(tensors))
+
+
+def test_learned_step_tensors_leave_out_the_meta_bytes():
+    """Learned-step tensors (one scale, the nominal width of their symbols) make a version-3 file with no meta
+    byte a record; it decodes to the same values and widths, one byte a tensor smaller."""
+    config, _ = _model_and_tensors()
+    torch.manual_seed(0)
+    model = HiNeRV(config)
+    entropy_quant_(model)
+    model.eval()
+    tensors = export_entropy(model)
+    data = write_bitstream(FMT, 2, config, tensors)
+    assert data[4] == 3 and _packed_flags(data) == IMPLICIT_SHAPES | NO_META
+    back = read_bitstream(data).tensors
+    _same(tensors, back)
+    assert [t.bits for t in back] == [t.bits for t in tensors]
+    wider = tensors[:-1] + [dataclasses.replace(tensors[-1], bits=tensors[-1].bits + 1)]
+    with_meta = write_bitstream(FMT, 2, config, wider)
+    assert with_meta[4] == 2 and len(with_meta) == len(data) + len(tensors)
 
 
 def test_a_coded_plugin_keeps_the_shapes_in_the_file():

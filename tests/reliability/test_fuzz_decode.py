@@ -137,7 +137,7 @@ def _damaged(kind: str) -> bytes:
         tensors = next(s for s in sections if s.type == SectionType.PACKED_TENSORS)
         data[tensors.offset + 10] ^= 0x01
     elif kind == "version":
-        data[4] = 3
+        data[4] = 9
     elif kind == "flags":
         data[5] = 0x80
     elif kind == "trailing":
@@ -156,7 +156,7 @@ def _damaged(kind: str) -> bytes:
 
 INTEGRITY = {
     "crc": "CRC mismatch in section PACKED_TENSORS",
-    "version": "unsupported format version 3",
+    "version": "unsupported format version 9",
     "flags": "unknown flags 0x80",
     "trailing": "trailing garbage: 5 bytes after the END section",
     "magic": "not a hinerv file: bad magic",
