@@ -149,13 +149,15 @@ class EncodeOptions:
         """train -> prune (the quantizer's: fine-tune after pruning, the SBS search, the rate stage) -> qat.
 
         By default the prune stage is 20% of the epochs, and at least the quantizer's ``min_prune_steps()`` (a
-        floor when it steers the rate to a target: short clips have few steps an epoch)."""
+        floor when it steers the rate to a target: short clips have few steps an epoch); its peak learning rate
+        is ``--lr`` times the quantizer's ``prune_lr_ratio``, the QAT stage's a tenth of ``--lr``."""
         prune_epochs = self.prune_epochs
         if prune_epochs is None:
             prune_epochs = max(round(0.2 * self.epochs), -(-quantizer.min_prune_steps() // steps_per_epoch))
         qat_epochs = max(1, round(0.1 * self.epochs)) if self.qat_epochs is None else self.qat_epochs
         return [StageSpec("train", self.epochs, self.lr),
-                StageSpec("prune", prune_epochs if quantizer.prune_stage() else 0, self.lr),
+                StageSpec("prune", prune_epochs if quantizer.prune_stage() else 0,
+                          self.lr * quantizer.prune_lr_ratio),
                 StageSpec("qat", qat_epochs, self.lr * 0.1)]
 
     def target_bits(self, pixels: int) -> float | None:

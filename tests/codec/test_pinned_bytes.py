@@ -43,10 +43,11 @@ PINNED = {
     # 1419 -> 1402); the targets' controllers count the smaller layout (700: 701 B as before, other bytes; 900:
     # 872 -> 819 B, the SBS search landing lower on this 4-epoch toy)
     "sbs": (["--quant", "sbs"], 1419, ("7ecb92c6696882a38a3a2a5a55e0161a10716a0c188a5a5377e4674444cf249a",)),
-    "entropy": (["--quant", "entropy"], 1402, ("6cde5793c68f75c40b3f000e9f4284322a65f335e9c475533071b86089124ed5",)),
-    # entropy-target moved on 2026-12-06 (#19): its rate stage runs 4,000 steps (was 1,000): 706 -> 701 B for 700
-    "entropy-target": (["--quant", "entropy", "--target-size", "700"], 701,
-                       ("1e7c2dfde9fbbe286e1a5e2c6aff6a36548da6ff1cee4169978d56264a3e298e",)),
+    # entropy and entropy-target moved again on 2026-12-07 (#19): the rate stage peaks at 2x --lr (1402 -> 1382;
+    # 701 -> 702 B for 700). entropy-target moved on 2026-12-06: its rate stage runs 4,000 steps (was 1,000)
+    "entropy": (["--quant", "entropy"], 1382, ("1c1d0678286a77d35729ecaf6ac0bfbc4bdd5ce934f3c93e66d13f5d5e5bb0f2",)),
+    "entropy-target": (["--quant", "entropy", "--target-size", "700"], 702,
+                       ("66e66e1675c8da8606c7aa9f9dadab72a39a09598d51820dbb870a2baa9f75c8",)),
     "sbs-target": (["--quant", "sbs", "--target-size", "900"], 819,
                    ("eecc3cd74b3df256cfd8ecefc6af2b3abf6c04dc2c5d6c27c3cfc86bc90bdf24",)),
 }

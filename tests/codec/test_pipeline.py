@@ -329,10 +329,11 @@ def test_entropy_decoder_reproduces_the_encoders_reconstruction(entropy_encoded)
         decoded = build_model(config, tensors, plugins)(torch.arange(6))
     assert torch.equal(decoded, frames)
     rows = describe_file(out)["tensors"]
-    assert "laplace" in {t["model"] for t in rows}  # the learned models (small tensors: whatever codes smaller)
+    # parametric models code some tensors (the learned laplace, or for a small tensor whatever codes it smaller)
+    assert {"laplace", "gaussian"} & {t["model"] for t in rows}
     assert {t["model"] for t in rows if t["numel"] > SEARCH_MAX_SYMBOLS} <= {"laplace", "zero", "const"}
     assert all(t["step"] > 0 for t in rows)  # hinerv info shows each tensor's step and entropy model
-    assert all(t["model_params"]["scale"] > 0 for t in rows if t["model"] == "laplace")
+    assert all(t["model_params"]["scale"] > 0 for t in rows if t["model"] in ("laplace", "gaussian"))
 
 
 def test_entropy_lambda_trades_rate_for_quality(clip, entropy_encoded, tmp_path):
@@ -454,6 +455,16 @@ def test_a_stage_steering_to_a_target_runs_enough_steps():
                     dataclasses.replace(steered, quant="uniform")):
         assert options.stages(quantizer(options, pixels), per_epoch)[1].epochs == 2
     assert steered.stages(quantizer(steered, pixels), 10_000)[1].epochs == 2  # long clips: 20% is already enough
+
+
+def test_the_rate_stage_peaks_at_twice_the_learning_rate():
+    """--quant entropy's prune stage (the rate stage) retrains the model: its peak is 2x --lr; uniform's
+    fine-tune and sbs's search keep --lr; QAT a tenth."""
+    pixels = 176 * 144 * 16
+    for quant, ratio in (("entropy", 2.0), ("uniform", 1.0), ("sbs", 1.0)):
+        options = EncodeOptions(epochs=10, lr=3e-3, quant=quant)
+        train, prune, qat = options.stages(quantizer(options, pixels), 8)
+        assert (train.lr, prune.lr, qat.lr) == pytest.approx((3e-3, 3e-3 * ratio, 3e-4)), quant
 
 
 def test_one_lambda_makes_a_similar_trade_under_every_loss(clip, tmp_path):
