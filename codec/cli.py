@@ -108,7 +108,9 @@ def main() -> None:
 @click.option("--loss", default=DEFAULTS.loss, show_default=True, help="Training loss: yuvlog, l1ssim, mse.")
 @click.option("--frames", type=int, default=None, help="Encode only the first N frames.")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True)
-@click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True, help="Peak learning rate.")
+@click.option("--lr", type=float, default=DEFAULTS.lr, show_default=True,
+              help="Peak learning rate of the train stage (--quant entropy's rate stage peaks at "
+                   f"{QUANTIZERS.get('entropy').prune_lr_ratio:g}x it, QAT at a tenth).")
 @click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True, help="Frames per training step.")
 @click.option("--patch-size", type=int, default=None,
               help="Training patch side in output-grid pixels (0: whole frames; default: whole frames up to "
