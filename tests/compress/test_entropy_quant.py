@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from bitstream.entropy import RANGE_CODER_OVERHEAD_BYTES, ModelSpec, encode
 from bitstream.packed import encode_packed
@@ -172,3 +173,22 @@ def test_hard_rounding_stage_meets_the_target_then_trains_the_weights_alone(free
     hook.on_step_end(0, net, ctx)
     assert (hook.lam == lam) if freeze else (hook.lam != lam)
     assert hook.last_file_bits == pytest.approx(hard_rate_bits(net) + 80.0)
+
+
+def test_the_quantized_tensors_follow_the_models_structure():
+    """entropy_tensors keeps its walk of the model while the model's modules stay the same objects: a quantizer
+    registered later, a parametrization removed or a module replaced is seen at the next call."""
+    net = _net()
+    entropy_quant_(net, filter_fn=lambda mname, module, pname, p: mname == "0")
+    assert [n for n, _, _ in entropy_tensors(net)] == ["0.weight", "0.bias"]
+    assert [q for _, q, _ in entropy_tensors(net)] == [q for _, q, _ in entropy_tensors(net)]  # kept
+    entropy_quant_(net, filter_fn=lambda mname, module, pname, p: mname == "4")
+    assert [n for n, _, _ in entropy_tensors(net)] == ["0.weight", "0.bias", "4.weight", "4.bias"]
+    net[4] = nn.Linear(8 * 6 * 6, 10)
+    assert [n for n, _, _ in entropy_tensors(net)] == ["0.weight", "0.bias"]
+    parametrize.remove_parametrizations(net[0], "bias")
+    names = [n for n, _, x in entropy_tensors(net)]
+    assert names == ["0.weight"]
+    with torch.no_grad():
+        net[0].parametrizations.weight.original.mul_(2)  # the values are read afresh at every call
+    assert torch.equal(next(iter(entropy_tensors(net)))[2], net[0].parametrizations.weight.original)
