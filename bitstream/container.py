@@ -3,8 +3,9 @@
 Layout (all integers little-endian; see ``bitstream/FORMAT.md`` for the full description)::
 
     magic    4 bytes  b"HNRV"
-    version  u8       the oldest that has what the file uses: 3 with a PACKED_TENSORS section without meta
-                      bytes, 2 with another PACKED_TENSORS section, else 1 (the reader reads all three)
+    version  u8       the oldest that has what the file uses: 4 with a compact PACKED_TENSORS section, 3 with
+                      one without meta bytes, 2 with another PACKED_TENSORS section, else 1 (the reader reads
+                      all four)
     flags    u8       0 (no flag is defined; any set bit is refused)
     section*          type u8 | length uvarint | payload (length bytes) | crc32 u32 over type+length+payload
     END               type 0 | length 0 | crc32        -- nothing may follow
@@ -19,7 +20,7 @@ import zlib
 
 from bitstream.errors import BitstreamError
 from bitstream.fields import Reader, write_uvarint
-from bitstream.packed import NO_META
+from bitstream.packed import COMPACT, NO_META
 
 __all__ = [
     "FORMAT_VERSION",
@@ -35,8 +36,8 @@ __all__ = [
 ]
 
 MAGIC = b"HNRV"
-FORMAT_VERSION = 3  # the newest version: what the writer writes when a section needs it
-READ_VERSIONS = (1, 2, 3)  # what the reader reads
+FORMAT_VERSION = 4  # the newest version: what the writer writes when a section needs it
+READ_VERSIONS = (1, 2, 3, 4)  # what the reader reads
 HEADER_SIZE = len(MAGIC) + 2  # magic + version + flags
 KNOWN_FLAGS = 0x00  # no flag bit is defined
 
@@ -131,8 +132,8 @@ def _version_needed(type_id: object, payload: object) -> int:
     """The oldest format version that has this section as it is."""
     if type_id != SectionType.PACKED_TENSORS:
         return 1
-    no_meta = isinstance(payload, (bytes, bytearray, memoryview)) and len(payload) > 0 and bool(payload[0] & NO_META)
-    return 3 if no_meta else 2
+    flags = payload[0] if isinstance(payload, (bytes, bytearray, memoryview)) and len(payload) > 0 else 0
+    return 4 if flags & COMPACT else 3 if flags & NO_META else 2
 
 
 def write_container(sections: list[tuple[int, bytes]]) -> bytes:
@@ -143,7 +144,7 @@ def write_container(sections: list[tuple[int, bytes]]) -> bytes:
     """
     # the oldest version that has everything given: files without a packed section stay readable by version-1
     # decoders, byte for byte as they were written before version 2, and packed sections with meta bytes by
-    # version-2 decoders
+    # version-2 decoders (and so on)
     version = max([1] + [_version_needed(t, p) for t, p in sections])
     out = bytearray(MAGIC + bytes([version, 0]))
     seen: set[int] = set()

@@ -16,7 +16,9 @@ Models (ids are frozen, written into files; registration order never matters)::
     6   gcd          g >= 2, inner spec                     the inner model's payload for symbols / g
 
 Parameters are stored as float16 and the coder is always built from the fp16-rounded values, on both sides,
-so encoder and decoder agree bit-exactly. Symbols lie in [-32767, 32767]; the support [lo, hi] is part of the
+so encoder and decoder agree bit-exactly; a packed section with flag bit 2 (format version 4) stores laplace and
+gaussian params compactly instead (``compact=True``: a quarter-symbol loc and an 8-bit minifloat scale,
+``bitstream.compact``), values that are fp16 values too. Symbols lie in [-32767, 32767]; the support [lo, hi] is part of the
 side information so the coder covers exactly the needed range. See ``bitstream/FORMAT.md``.
 
 The coder protocol (docs/design.md §8): ``encode(symbols, spec) -> bytes`` and ``decode(spec, payload, n)``,
@@ -32,6 +34,17 @@ from typing import Any, Callable, ClassVar
 import constriction
 import numpy as np
 
+from bitstream.compact import (
+    LOC_MAX,
+    LOC_UNITS,
+    SCALE_EXP_MIN,
+    loc_code,
+    loc_from_code,
+    minifloat_code,
+    minifloat_from_code,
+    round_loc,
+    round_minifloat,
+)
 from bitstream.distributions import PROB_FLOOR, SCALE_MIN, SYMBOL_MAX, log_interval_prob
 from bitstream.errors import BitstreamError
 from bitstream.fields import Reader, unzigzag, uvarint_size, write_uvarint, zigzag
@@ -107,17 +120,19 @@ class ModelSpec:
     def has_payload(self) -> bool:
         return MODELS.get(self.model).has_payload
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, compact: bool = False) -> bytes:
+        """The spec as stored; ``compact``: laplace and gaussian params on format version 4's grids
+        (``bitstream.compact``; ValueError when they are not on them)."""
         m = MODELS.get(self.model)
-        return bytes([m.model_id]) + m.write_params(self)
+        return bytes([m.model_id]) + m.write_params(self, compact)
 
     @classmethod
-    def from_bytes(cls, reader: Reader) -> ModelSpec:
+    def from_bytes(cls, reader: Reader, compact: bool = False) -> ModelSpec:
         """Read a spec at the reader's cursor (advancing it); BitstreamError when it is malformed."""
         start = reader.pos
         model = model_by_id(reader.u8("entropy model id"))
         try:
-            return model.read_params(reader)
+            return model.read_params(reader, compact)
         except BitstreamError:
             raise
         except (ValueError, TypeError) as e:
@@ -288,7 +303,7 @@ class EntropyModel:
     name: ClassVar[str]
     has_payload: ClassVar[bool] = True
 
-    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+    def fit(self, sym: np.ndarray, st: _Stats, compact: bool = False) -> ModelSpec | None:
         """The best spec of this family for the symbols, or None when the family does not apply."""
         raise NotImplementedError
 
@@ -296,10 +311,10 @@ class EntropyModel:
         """Raise ValueError/TypeError when the spec's parameters are invalid for this model."""
         raise NotImplementedError
 
-    def write_params(self, spec: ModelSpec) -> bytes:
+    def write_params(self, spec: ModelSpec, compact: bool = False) -> bytes:
         raise NotImplementedError
 
-    def read_params(self, r: Reader) -> ModelSpec:
+    def read_params(self, r: Reader, compact: bool = False) -> ModelSpec:
         raise NotImplementedError
 
     def encode(self, sym: np.ndarray, spec: ModelSpec) -> bytes:
@@ -328,17 +343,17 @@ class ZeroModel(EntropyModel):
     name = "zero"
     has_payload = False
 
-    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+    def fit(self, sym: np.ndarray, st: _Stats, compact: bool = False) -> ModelSpec | None:
         return ModelSpec("zero", 0, 0) if st.lo == st.hi == 0 else None
 
     def check(self, spec: ModelSpec) -> None:
         if spec.lo != 0 or spec.hi != 0 or spec.params:
             raise ValueError("zero model has lo = hi = 0 and no params")
 
-    def write_params(self, spec: ModelSpec) -> bytes:
+    def write_params(self, spec: ModelSpec, compact: bool = False) -> bytes:
         return b""
 
-    def read_params(self, r: Reader) -> ModelSpec:
+    def read_params(self, r: Reader, compact: bool = False) -> ModelSpec:
         return ModelSpec("zero", 0, 0)
 
     def encode(self, sym: np.ndarray, spec: ModelSpec) -> bytes:
@@ -358,17 +373,17 @@ class ConstModel(EntropyModel):
     name = "const"
     has_payload = False
 
-    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+    def fit(self, sym: np.ndarray, st: _Stats, compact: bool = False) -> ModelSpec | None:
         return ModelSpec("const", st.lo, st.lo) if st.lo == st.hi else None
 
     def check(self, spec: ModelSpec) -> None:
         if spec.lo != spec.hi or not -SYMBOL_MAX <= spec.lo <= SYMBOL_MAX or spec.params:
             raise ValueError(f"const model needs lo == hi within ±{SYMBOL_MAX} and no params, got {spec}")
 
-    def write_params(self, spec: ModelSpec) -> bytes:
+    def write_params(self, spec: ModelSpec, compact: bool = False) -> bytes:
         return write_uvarint(zigzag(spec.lo))
 
-    def read_params(self, r: Reader) -> ModelSpec:
+    def read_params(self, r: Reader, compact: bool = False) -> ModelSpec:
         v = r.varint("const value")
         if not -SYMBOL_MAX <= v <= SYMBOL_MAX:
             raise BitstreamError(f"bad const model spec: value {v} exceeds ±{SYMBOL_MAX}")
@@ -391,7 +406,7 @@ class RawModel(EntropyModel):
     name = "raw"
     max_fit_symbols = 1 << 16  # never better than the range coder beyond this
 
-    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+    def fit(self, sym: np.ndarray, st: _Stats, compact: bool = False) -> ModelSpec | None:
         if st.lo == st.hi or st.n > self.max_fit_symbols:
             return None
         return ModelSpec("raw", st.lo, st.hi)
@@ -401,10 +416,10 @@ class RawModel(EntropyModel):
         if spec.params:
             raise ValueError("raw model has no params")
 
-    def write_params(self, spec: ModelSpec) -> bytes:
+    def write_params(self, spec: ModelSpec, compact: bool = False) -> bytes:
         return _write_support(spec)
 
-    def read_params(self, r: Reader) -> ModelSpec:
+    def read_params(self, r: Reader, compact: bool = False) -> ModelSpec:
         lo, hi = _read_support(r, "raw")
         return ModelSpec("raw", lo, hi)
 
@@ -437,7 +452,7 @@ class RawModel(EntropyModel):
         return 8.0 * ((st.n * self._width(spec) + 7) // 8)
 
 
-# -- parametric models: quantized Laplace / Gaussian with fp16 loc and scale
+# -- parametric models: quantized Laplace / Gaussian with fp16 loc and scale (compact: quarter loc, minifloat scale)
 
 
 _OPEN = 1e30  # a bound past any tail: the first and last bins of the support reach it
@@ -457,7 +472,7 @@ def _parametric_xent(kind: str, st: _Stats, loc: float, scales: Any) -> np.ndarr
 
 
 class _ParametricModel(EntropyModel):
-    """Shared by laplace and gaussian: support + fp16 loc + fp16 scale; the coder is constriction's."""
+    """Shared by laplace and gaussian: support + loc + scale (fp16, or compact); the coder is constriction's."""
 
     kind: ClassVar[str]
 
@@ -466,29 +481,34 @@ class _ParametricModel(EntropyModel):
         cls = _cm.QuantizedLaplace if self.kind == "laplace" else _cm.QuantizedGaussian
         return cls(spec.lo, spec.hi, float(loc), float(scale))
 
-    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+    def fit(self, sym: np.ndarray, st: _Stats, compact: bool = False) -> ModelSpec | None:
         if st.lo == st.hi:
             return None
         if self.kind == "laplace":
             locs, s0 = (st.median, st.mean), st.mean_abs_dev
         else:
             locs, s0 = (st.mean, st.median), st.std
+        to_grid = (lambda x: float(round_loc(x))) if compact else _fp16
         best: tuple[float, float, float] | None = None
-        for loc in dict.fromkeys(_fp16(x) for x in locs):
-            scale, bits = self._best_scale(st, loc, max(s0, SCALE_MIN))
+        for loc in dict.fromkeys(to_grid(x) for x in locs):
+            scale, bits = self._best_scale(st, loc, max(s0, SCALE_MIN), compact)
             if best is None or bits < best[0]:
                 best = (bits, loc, scale)
         assert best is not None
         return ModelSpec(self.name, st.lo, st.hi, (best[1], best[2]))
 
-    def _best_scale(self, st: _Stats, loc: float, s0: float) -> tuple[float, float]:
-        """(fp16 scale, estimated bits): a coarse then a fine log-spaced grid around ``s0``."""
+    def _best_scale(self, st: _Stats, loc: float, s0: float, compact: bool) -> tuple[float, float]:
+        """(scale, estimated bits): a coarse then a fine log-spaced grid around ``s0``, the candidates rounded to
+        what the spec stores (fp16, or the compact minifloat)."""
         lo_s, hi_s = math.log(max(s0 / 32, SCALE_MIN)), math.log(min(s0 * 32, _FP16_MAX))
         grid = np.linspace(lo_s, hi_s, 33)
         i = int(np.argmin(_parametric_xent(self.kind, st, loc, np.exp(grid))))
         step = grid[1] - grid[0]
         grid = np.linspace(grid[i] - step, grid[i] + step, 33)
-        cands = np.unique(np.clip(np.exp(grid), SCALE_MIN, _FP16_MAX).astype(np.float16)).astype(np.float64)
+        if compact:
+            cands = np.unique(round_minifloat(np.exp(grid), SCALE_EXP_MIN))
+        else:
+            cands = np.unique(np.clip(np.exp(grid), SCALE_MIN, _FP16_MAX).astype(np.float16)).astype(np.float64)
         bits = _parametric_xent(self.kind, st, loc, cands)
         j = int(np.argmin(bits))
         return float(cands[j]), float(bits[j])
@@ -506,12 +526,21 @@ class _ParametricModel(EntropyModel):
         if not scale > 0:
             raise ValueError(f"{self.name} scale must be positive, got {scale!r}")
 
-    def write_params(self, spec: ModelSpec) -> bytes:
+    def write_params(self, spec: ModelSpec, compact: bool = False) -> bytes:
         loc, scale = spec.params
-        return _write_support(spec) + _fp16_bytes(loc) + _fp16_bytes(scale)
+        if not compact:
+            return _write_support(spec) + _fp16_bytes(loc) + _fp16_bytes(scale)
+        loc_q, scale_code = loc_code(loc), minifloat_code(scale, SCALE_EXP_MIN)
+        if loc_q is None or scale_code is None:
+            raise ValueError(f"{self.name} loc {loc!r} / scale {scale!r} are not on the compact grids")
+        return _write_support(spec) + write_uvarint(zigzag(loc_q)) + bytes([scale_code])
 
-    def read_params(self, r: Reader) -> ModelSpec:
+    def read_params(self, r: Reader, compact: bool = False) -> ModelSpec:
         lo, hi = _read_support(r, self.name)
+        if compact:
+            q = unzigzag(r.uvarint(f"{self.name} loc", max_value=2 * int(LOC_MAX * LOC_UNITS)))
+            loc, scale = loc_from_code(q), minifloat_from_code(r.u8(f"{self.name} scale"), SCALE_EXP_MIN)
+            return ModelSpec(self.name, lo, hi, (loc, scale))
         loc, scale = r.f16(f"{self.name} loc"), r.f16(f"{self.name} scale")
         if not math.isfinite(loc):
             raise BitstreamError(f"bad {self.name} model spec: loc {loc} is not finite")
@@ -594,7 +623,7 @@ class CategoricalModel(EntropyModel):
         lv[nz] = np.clip(np.round(CAT_LEVELS + CAT_STEPS_PER_OCTAVE * np.log2(hist[nz] / m)), 1, CAT_LEVELS)
         return tuple(int(v) for v in lv)
 
-    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+    def fit(self, sym: np.ndarray, st: _Stats, compact: bool = False) -> ModelSpec | None:
         if st.lo == st.hi or st.hi - st.lo + 1 > CAT_MAX_BINS:
             return None
         return ModelSpec(self.name, st.lo, st.hi, self.levels_of(st))
@@ -609,7 +638,7 @@ class CategoricalModel(EntropyModel):
         if not any(lv):
             raise ValueError("categorical levels are all zero")
 
-    def write_params(self, spec: ModelSpec) -> bytes:
+    def write_params(self, spec: ModelSpec, compact: bool = False) -> bytes:
         lv = np.asarray(spec.params, dtype=np.int64)
         d = np.diff(lv, prepend=0)
         z = np.where(d >= 0, 2 * d, -2 * d - 1)  # zigzag
@@ -619,7 +648,7 @@ class CategoricalModel(EntropyModel):
         head = write_uvarint(zigzag(spec.lo)) + write_uvarint((spec.hi - spec.lo - 1) * 4 + k)
         return head + packed
 
-    def read_params(self, r: Reader) -> ModelSpec:
+    def read_params(self, r: Reader, compact: bool = False) -> ModelSpec:
         lo = r.varint("categorical lo")
         sk = r.uvarint("categorical span", max_value=(CAT_MAX_BINS - 2) * 4 + 3)
         hi, k = lo + sk // 4 + 1, sk % 4
@@ -677,7 +706,7 @@ class GcdModel(EntropyModel):
     model_id = 6
     name = "gcd"
 
-    def fit(self, sym: np.ndarray, st: _Stats) -> ModelSpec | None:
+    def fit(self, sym: np.ndarray, st: _Stats, compact: bool = False) -> ModelSpec | None:
         return None  # built by fit_and_encode around the best inner model
 
     def check(self, spec: ModelSpec) -> None:
@@ -693,17 +722,17 @@ class GcdModel(EntropyModel):
         if not -SYMBOL_MAX <= spec.lo <= spec.hi <= SYMBOL_MAX:
             raise ValueError(f"gcd support [{spec.lo}, {spec.hi}] exceeds ±{SYMBOL_MAX}")
 
-    def write_params(self, spec: ModelSpec) -> bytes:
+    def write_params(self, spec: ModelSpec, compact: bool = False) -> bytes:
         g, inner = spec.params
-        return write_uvarint(g - 2) + inner.to_bytes()
+        return write_uvarint(g - 2) + inner.to_bytes(compact)
 
-    def read_params(self, r: Reader) -> ModelSpec:
+    def read_params(self, r: Reader, compact: bool = False) -> ModelSpec:
         g = r.uvarint("gcd factor", max_value=SYMBOL_MAX - 2) + 2
         start = r.pos
         inner_model = model_by_id(r.u8("gcd inner model id"))
         if inner_model.name in ("gcd", "zero"):
             raise BitstreamError(f"bad gcd model spec at offset {r.base + start}: cannot wrap {inner_model.name}")
-        inner = inner_model.read_params(r)
+        inner = inner_model.read_params(r, compact)
         lo, hi = inner.lo * g, inner.hi * g
         if lo < -SYMBOL_MAX or hi > SYMBOL_MAX:
             raise BitstreamError(f"bad gcd model spec: support [{lo}, {hi}] exceeds ±{SYMBOL_MAX}")
@@ -758,13 +787,14 @@ def _wrap(spec: ModelSpec, g: int) -> ModelSpec:
 
 
 def _smallest(sym: np.ndarray, cost: Callable[[EntropyModel, ModelSpec, ModelSpec, np.ndarray, _Stats],
-                                             tuple[float, Any]]) -> tuple[ModelSpec, Any]:
+                                             tuple[float, Any]], compact: bool = False) -> tuple[ModelSpec, Any]:
     """The fitted spec (of every applicable model, each also wrapped in gcd) that ``cost(model, spec, wrapped,
-    symbols, stats) -> (cost, extra)`` rates lowest, and its extra; ties: lower model id."""
+    symbols, stats) -> (cost, extra)`` rates lowest, and its extra; ties: lower model id. ``compact``: fit the
+    parametric models' params on format version 4's grids."""
     best: tuple[float, int, ModelSpec, Any] | None = None
     for q, st, g in _candidates(sym):
         for model in sorted(_BY_ID.values(), key=lambda m: m.model_id):
-            spec = model.fit(q, st)
+            spec = model.fit(q, st, compact)
             if spec is None:
                 continue
             wrapped = _wrap(spec, g)
@@ -944,18 +974,19 @@ def packed_payload_bits(spec: ModelSpec, st: _Stats) -> float:
     return 8.0 * inline_payload_size(spec, st.n)
 
 
-def fit_packed(symbols: Any) -> tuple[ModelSpec, float]:
+def fit_packed(symbols: Any, compact: bool = False) -> tuple[ModelSpec, float]:
     """The model that stores an array in the fewest bits in the packed layout (spec + its payload bits), and
-    those payload bits. Every applicable model is fitted (each also wrapped in gcd); ties: lower model id."""
+    those payload bits. Every applicable model is fitted (each also wrapped in gcd); ties: lower model id.
+    ``compact``: the section stores parametric params compactly (flag bit 2), so they are fitted on its grids."""
     sym = _check_symbols(symbols)
     if sym.size == 0:
         return ModelSpec("zero", 0, 0), 0.0
 
     def packed(model: EntropyModel, spec: ModelSpec, wrapped: ModelSpec, q: np.ndarray, st: _Stats):
         payload = packed_payload_bits(spec, st)
-        return 8.0 * len(wrapped.to_bytes()) + payload, payload
+        return 8.0 * len(wrapped.to_bytes(compact)) + payload, payload
 
-    return _smallest(sym, packed)
+    return _smallest(sym, packed, compact)
 
 
 def spec_payload_bits(symbols: Any, spec: ModelSpec) -> float:

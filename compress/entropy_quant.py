@@ -11,12 +11,13 @@ Works on any ``nn.Module`` (NVRC-style rate-distortion training). Every selected
 Modes of the forward pass (the decoder always sees the ``hard`` values):
 
 * ``noise`` (the differentiable proxy): ŵ = w + Δ·u, u ~ U(−½, ½); the rate uses y = w/Δ + u';
-* ``ste``: ŵ = Δ₁₆·round(w/Δ₁₆) with straight-through gradients (Δ₁₆: Δ rounded to float16, as stored);
-* ``hard`` (eval mode, whatever the mode): the exact values the bitstream decodes to, ``q * Δ₁₆`` in float32.
+* ``ste``: ŵ = Δ̂·round(w/Δ̂) with straight-through gradients (Δ̂: Δ as the file stores it, an 8-bit
+  minifloat of ``bitstream.compact``);
+* ``hard`` (eval mode, whatever the mode): the exact values the bitstream decodes to, ``q * Δ̂`` in float32.
 
 The rate of a tensor is Σ −log₂ P(q) bits; :func:`rate_bits` sums it over the model and is what the loss
-``L = D + λ·R/pixels`` uses (:class:`EntropyHook`). :func:`export_entropy` writes the symbols, the fp16 step and
-the fp16 (loc, scale) of the learned model, which the bitstream codes with that very model (no refit), so the rate
+``L = D + λ·R/pixels`` uses (:class:`EntropyHook`). :func:`export_entropy` writes the symbols, the step and the
+(loc, scale) of the learned model as the file stores them (``bitstream.compact``'s grids: format version 4), which the bitstream codes with that very model (no refit), so the rate
 estimated in training matches the written payload (the side information is counted exactly by
 :func:`bitstream.packed.encode_packed` and its stand-in layout; a small tensor that raw bits or
 another model store smaller is stored so, and counted so).
@@ -43,7 +44,8 @@ from torch.nn.utils import parametrize
 
 from bitstream.distributions import DISTRIBUTIONS, LOG_PROB_FLOOR, SCALE_MIN, SYMBOL_MAX, log_interval_prob
 from bitstream.tensors import QuantizedTensor, nominal_bits
-from compress.numerics import FP16_MAX, fp16_ste, normalize_axis, round_fp16
+from bitstream.compact import SCALE_EXP_MIN, STEP_EXP_MIN
+from compress.numerics import normalize_axis, round_loc, round_minifloat, ste
 from compress.prune import FilterFn, find_parametrization, input_of, named_tensors, remember_param_order
 from compress.quantize import AxisFn, FakeQuant, default_axis
 
@@ -89,6 +91,22 @@ class EntropyQuantConfig:
                              f"got {self.distribution!r}")
         if self.version != 1:
             raise ValueError(f"EntropyQuantConfig.version: expected 1, got {self.version!r}")
+
+
+def stored_steps(steps: torch.Tensor) -> torch.Tensor:
+    """Steps as the file stores them (``bitstream.compact``: 8-bit minifloats from 2^-14 to 3.875), gradient
+    straight through."""
+    return ste(steps, round_minifloat(steps.detach(), STEP_EXP_MIN))
+
+
+def stored_scales(scales: torch.Tensor) -> torch.Tensor:
+    """Entropy-model scales as the file stores them (8-bit minifloats from 1/16 to 3968 symbols), gradient through."""
+    return ste(scales, round_minifloat(scales.detach(), SCALE_EXP_MIN))
+
+
+def stored_locs(locs: torch.Tensor) -> torch.Tensor:
+    """Entropy-model locs as the file stores them (quarters of a symbol within ±512), gradient through."""
+    return ste(locs, round_loc(locs.detach()))
 
 
 _OPEN = 50.0  # a standardised bound this far out holds all the tail mass (e^-50, Φ(-50) ~ 0)
@@ -163,28 +181,25 @@ class EntropyQuant(nn.Module):
 
     # -- the numbers the bitstream stores
 
-    def step16(self) -> torch.Tensor:
-        """The stored step: Δ rounded to float16 (gradient straight through to ``log_step``)."""
-        return fp16_ste(self.log_step.exp())
+    def stored_step(self) -> torch.Tensor:
+        """The step as the file stores it (gradient straight through to ``log_step``)."""
+        return stored_steps(self.log_step.exp())
 
-    def model16(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The stored entropy model (loc, scale), each rounded to float16 (scale >= 2^-8), gradient through."""
-        loc = self.loc + (round_fp16(self.loc.detach().abs().clamp_max(FP16_MAX)) * self.loc.detach().sign()
-                          - self.loc).detach()
-        scale = fp16_ste(self.log_scale.exp().clamp_min(SCALE_MIN))
-        return loc, scale
+    def stored_model(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The entropy model (loc, scale) as the file stores it, gradient straight through."""
+        return stored_locs(self.loc), stored_scales(self.log_scale.exp())
 
     @torch.no_grad()
     def symbols(self, x: torch.Tensor) -> torch.Tensor:
         """The integer symbols (as float32) the bitstream stores for ``x``."""
-        return torch.round(x.float() / self._along(self.step16(), x.ndim)).clamp_(-SYMBOL_MAX, SYMBOL_MAX)
+        return torch.round(x.float() / self._along(self.stored_step(), x.ndim)).clamp_(-SYMBOL_MAX, SYMBOL_MAX)
 
     # -- forward and rate
 
     def _latent(self, x: torch.Tensor, hard: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """(y, step): y the symbols-to-be (noisy, STE-rounded or exact), value = y * step."""
         if hard or self.mode == "ste":
-            step = self._along(self.step16(), x.ndim)
+            step = self._along(self.stored_step(), x.ndim)
             y = x.float() / step
             q = torch.round(y).clamp(-SYMBOL_MAX, SYMBOL_MAX)
             return y + (q - y).detach(), step
@@ -193,7 +208,7 @@ class EntropyQuant(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:  # exactly the decoder's q * step in float32
-            step = self._along(self.step16(), x.ndim)
+            step = self._along(self.stored_step(), x.ndim)
             return (self.symbols(x) * step.detach() + (x - x.detach())).to(x.dtype)
         y, step = self._latent(x, hard=False)
         return (y * step).to(x.dtype)
@@ -301,7 +316,7 @@ def tensor_rate_bits(model: nn.Module, hard: bool | None = None) -> torch.Tensor
     """Bits of each entropy-quantized tensor's symbols under its learned model, shape (tensors,), differentiable.
 
     ``hard`` None follows each quantizer's mode (the noise proxy with a fresh draw, or the STE symbols); True
-    uses the exact symbols the bitstream will hold and the fp16 steps and model parameters it stores. Computed
+    uses the exact symbols the bitstream will hold and the steps and model parameters it stores. Computed
     for all tensors at once (a handful of ops, whatever the number of tensors: small models are op-overhead
     bound).
     """
@@ -320,12 +335,11 @@ def tensor_rate_bits(model: nn.Module, hard: bool | None = None) -> torch.Tensor
     hard_flags = [hard if hard is not None else q.mode == "ste" for q in qs]
     is_hard = torch.tensor(hard_flags, device=device)
     scale = log_scale.exp().clamp_min(SCALE_MIN)
-    loc_hard = loc + (round_fp16(loc.detach().abs().clamp_max(FP16_MAX)) * loc.detach().sign() - loc).detach()
-    per_tensor = torch.stack([torch.where(is_hard, loc_hard, loc),
-                              torch.where(is_hard, fp16_ste(scale), scale)], 1)
+    per_tensor = torch.stack([torch.where(is_hard, stored_locs(loc), loc),
+                              torch.where(is_hard, stored_scales(scale), scale)], 1)
     mu, sc = per_tensor.index_select(0, seg).unbind(1)  # one gather for the per-element model parameters
     steps = log_steps.exp()
-    steps = torch.where(is_hard.index_select(0, row_tensor), fp16_ste(steps), steps)
+    steps = torch.where(is_hard.index_select(0, row_tensor), stored_steps(steps), steps)
     step = steps.index_select(0, rows)
     y = x / step
     q = torch.round(y).clamp(-SYMBOL_MAX, SYMBOL_MAX)
@@ -378,8 +392,8 @@ def export_entropy(model: nn.Module) -> list[QuantizedTensor]:
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"export_entropy: {full!r}: expected finite values, got NaN or inf")
         sym = q.symbols(x).to(torch.int32).cpu().numpy()
-        loc, scale = (float(v) for v in q.model16())
-        step = q.step16().reshape(-1).cpu().to(torch.float16).numpy()
+        loc, scale = (float(v) for v in q.stored_model())
+        step = q.stored_step().reshape(-1).cpu().to(torch.float16).numpy()
         out.append(QuantizedTensor(name=full, shape=tuple(x.shape), symbols=sym, scales=step, axis=q.axis,
                            bits=nominal_bits(int(np.abs(sym).max()) if sym.size else 0),
                            entropy=(q.kind, loc, scale)))

@@ -5,12 +5,18 @@ float16 in training exactly as the file will hold them. The rounding is done in 
 than by casting: ``torch.compile`` (Inductor) may drop a float32 -> float16 -> float32 round trip
 (``emulate_precision_casts`` is off by default), which would let a compiled quantizer use values the file cannot
 store. Both functions equal ``v.half().float()`` for 0 <= v <= 65504.
+
+Format version 4 stores learned steps and entropy models more coarsely (``bitstream.compact``: 8-bit minifloats,
+quarter-symbol locs); ``round_minifloat`` and ``round_loc`` are the torch twins of its rounding, equal to it.
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["FP16_MAX", "FP16_TINY", "ceil_fp16", "fp16_ste", "normalize_axis", "round_fp16"]
+from bitstream.compact import LOC_MAX, LOC_UNITS, minifloat_max
+
+__all__ = ["FP16_MAX", "FP16_TINY", "ceil_fp16", "normalize_axis", "round_fp16", "round_loc", "round_minifloat",
+           "ste"]
 
 FP16_MAX = float(torch.finfo(torch.float16).max)  # 65504
 FP16_TINY = 2.0**-24  # the smallest positive fp16 (subnormal)
@@ -33,10 +39,22 @@ def ceil_fp16(v: torch.Tensor) -> torch.Tensor:
     return torch.where(r < v, up, r)
 
 
-def fp16_ste(v: torch.Tensor) -> torch.Tensor:
-    """``v`` rounded to the nearest positive float16 value (clamped to [2^-24, 65504]), gradient identity."""
-    r = round_fp16(v.detach().clamp(FP16_TINY, FP16_MAX))
-    return v + (r - v).detach()
+def round_minifloat(v: torch.Tensor, exp_min: int) -> torch.Tensor:
+    """Nearest (ties to even) value of ``bitstream.compact``'s 8-bit minifloat grid from 2^exp_min, clamped to its
+    range; exact in float32 (a 5-bit significand times a power of two)."""
+    v = v.clamp(2.0**exp_min, minifloat_max(exp_min))
+    mant, exp = torch.frexp(v)
+    return torch.round(mant * 32) * torch.exp2(exp.to(v.dtype) - 5)
+
+
+def round_loc(v: torch.Tensor) -> torch.Tensor:
+    """Nearest (ties to even) quarter, clamped to ±LOC_MAX: ``bitstream.compact``'s loc grid."""
+    return torch.round(v.clamp(-LOC_MAX, LOC_MAX) * LOC_UNITS) / LOC_UNITS
+
+
+def ste(v: torch.Tensor, rounded: torch.Tensor) -> torch.Tensor:
+    """``rounded`` (computed from ``v`` without gradient) in the forward pass, identity gradient to ``v``."""
+    return v + (rounded - v).detach()
 
 
 def normalize_axis(axis: int | None, ndim: int) -> int | None:

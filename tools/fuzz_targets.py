@@ -248,7 +248,7 @@ def reseal(data: bytes) -> bytes:
 def _tiny_bitstream(width: int, height: int, chroma: str, depth: int, frames: int, seed: int, bits: int = 6,
                     zero_every: int = 0, learned: bool = False) -> bytes:
     """A valid hinerv file without training: a randomly initialised model of the smallest preset (``learned``:
-    with learned-step quantizers, as ``--quant entropy`` writes them: format version 3, no meta bytes)."""
+    with learned-step quantizers, as ``--quant entropy`` writes them: format version 4, compact, no meta bytes)."""
     import torch
 
     from codec.bitstream_io import write_bitstream
@@ -284,7 +284,7 @@ _BITSTREAM_SEEDS: list[bytes] = []
 
 def bitstream_seeds() -> list[bytes]:
     """Small valid hinerv files: 4:2:0 8-bit, mono 10-bit, 4:4:4 12-bit, 4:2:2 odd size; pruned tensors; learned
-    steps (version 3)."""
+    steps (version 4)."""
     if not _BITSTREAM_SEEDS:
         _BITSTREAM_SEEDS.extend([
             _tiny_bitstream(16, 16, "420", 8, 2, seed=0),

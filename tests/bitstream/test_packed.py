@@ -8,8 +8,10 @@ import pytest
 
 from bitstream import BitstreamError, QuantizedTensor, SectionType, describe, encode_tensors, read_container
 from bitstream.container import write_container
-from bitstream.entropy import RANGE_CODER_OVERHEAD_BYTES, spec_payload_bits
-from bitstream.packed import NO_META, decode_packed, encode_packed, packed_breakdown
+from bitstream.compact import LOC_MAX, SCALE_EXP_MIN, loc_code, minifloat_code
+from bitstream.entropy import RANGE_CODER_OVERHEAD_BYTES, ModelSpec, spec_payload_bits
+from bitstream.fields import Reader, write_uvarint, zigzag
+from bitstream.packed import COMPACT, NO_META, decode_packed, encode_packed, packed_breakdown
 from bitstream.tensors import TensorLimits, _given_spec, nominal_bits
 
 from .test_golden import golden_file
@@ -231,3 +233,78 @@ def test_random_corruption_never_escapes_as_another_error() -> None:
             decode_packed(bytes(b))
         except BitstreamError:
             pass
+
+
+def _on_grid() -> list[QuantizedTensor]:
+    """Learned-step tensors as format version 4's training leaves them: steps and models on the compact grids.
+    The learned one has more symbols than SEARCH_MAX_SYMBOLS, so it keeps its model whatever the layout."""
+    rng = np.random.default_rng(3)
+    lap = np.clip(np.round(rng.laplace(0.3, 3, (80, 60))), -31, 31).astype(np.int64)
+    return _nominal([
+        QuantizedTensor("", (80, 60), lap, np.array([2.0**-7 * 1.5]), None, 6, entropy=("laplace", 0.25, 3.0)),
+        QuantizedTensor("", (4,), np.full(4, 5), np.array([0.25]), None, 4),
+        QuantizedTensor("", (3, 3), np.zeros((3, 3), np.int64), np.array([0.01]), None, 4),  # stores no step
+        QuantizedTensor("", (5,), np.array([3, -1, 0, 2, -7]), np.array([0.125]), None, 4),
+    ])
+
+
+@pytest.mark.parametrize("implicit", [False, True])
+def test_steps_and_models_on_the_compact_grids_make_a_compact_section(implicit: bool) -> None:
+    """Flag bit 2 (version 4): a step in one byte instead of two, the learned laplace's loc and scale in two
+    (loc 0.25: zigzag(1) in one byte, the scale's minifloat code) instead of four; the same values come back."""
+    tensors = _on_grid()
+    payload = encode_packed(tensors, implicit)
+    shapes = [t.shape for t in tensors] if implicit else None
+    _same_values(tensors, decode_packed(payload, shapes))
+    assert payload[0] & COMPACT and payload[0] & NO_META
+    fp16 = encode_packed(tensors, implicit, compact=False)
+    assert not fp16[0] & COMPACT
+    _same_values(tensors, decode_packed(fp16, shapes))
+    models = [[r["model"] for r in packed_breakdown(p, shapes)[0]] for p in (payload, fp16)]
+    assert models[0] == models[1] == ["laplace", "const", "zero", "raw"]
+    steps = 3  # every tensor but the zero one
+    assert len(fp16) - len(payload) == steps + 2
+    rows = packed_breakdown(payload, shapes)[0]
+    assert [r["bytes_scales"] for r in rows] == [1, 1, 0, 1] and rows[0]["scale_model"] == "minifloat"
+    assert write_container([(SectionType.PACKED_TENSORS, payload)])[4] == 4
+    assert write_container([(SectionType.PACKED_TENSORS, fp16)])[4] == 3
+
+
+def test_one_step_off_the_grid_keeps_the_fp16_layout() -> None:
+    tensors = _on_grid()
+    off = tensors[:1] + [QuantizedTensor("", (4,), np.full(4, 5), np.array([0.26]), None, 4)] + tensors[2:]
+    payload = encode_packed(off)
+    assert not payload[0] & COMPACT
+    _same_values(off, decode_packed(payload))
+    with pytest.raises(ValueError, match="compact"):
+        encode_packed(off, compact=True)
+    learned = tensors[0]
+    off_model = [QuantizedTensor("", learned.shape, learned.symbols, learned.scales, None, learned.bits,
+                                 entropy=("laplace", 0.0999755859375, 3.0))] + tensors[1:]  # fp16 of 0.1
+    assert not encode_packed(off_model)[0] & COMPACT
+
+
+def test_a_compact_section_fits_its_small_tensors_on_the_grids() -> None:
+    """Small tensors are searched for their smallest model; in a compact section a parametric fit is stored
+    compactly, so its params are fitted on the compact grids."""
+    rng = np.random.default_rng(5)
+    small = np.clip(np.round(rng.laplace(0, 6, 400)), -40, 40).astype(np.int64)
+    tensors = _on_grid() + _nominal([QuantizedTensor("", (400,), small, np.array([0.5]), None, 7)])
+    payload = encode_packed(tensors)
+    assert payload[0] & COMPACT
+    _same_values(tensors, decode_packed(payload))
+    row = packed_breakdown(payload)[0][-1]
+    assert row["model"] in ("laplace", "gaussian"), row["model"]
+    assert loc_code(row["model_params"]["loc"]) is not None
+    assert minifloat_code(row["model_params"]["scale"], SCALE_EXP_MIN) is not None
+
+
+def test_a_compact_spec_with_a_loc_beyond_the_bound_is_refused() -> None:
+    spec = ModelSpec("laplace", -3, 3, (LOC_MAX, 2.0))
+    raw = bytearray(spec.to_bytes(compact=True))
+    assert ModelSpec.from_bytes(Reader(bytes(raw)), compact=True) == spec
+    raw[3:5] = write_uvarint(zigzag(int(LOC_MAX * 4) + 1))  # one quarter beyond: 2049
+    with pytest.raises(BitstreamError, match="loc"):
+        ModelSpec.from_bytes(Reader(bytes(raw)), compact=True)
+    with pytest.raises(ValueError, match="compact"):
+        ModelSpec("laplace", -3, 3, (0.0999755859375, 2.0)).to_bytes(compact=True)

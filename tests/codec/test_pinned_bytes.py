@@ -44,10 +44,12 @@ PINNED = {
     # 872 -> 819 B, the SBS search landing lower on this 4-epoch toy)
     "sbs": (["--quant", "sbs"], 1419, ("7ecb92c6696882a38a3a2a5a55e0161a10716a0c188a5a5377e4674444cf249a",)),
     # entropy and entropy-target moved again on 2026-12-07 (#19): the rate stage peaks at 2x --lr (1402 -> 1382;
-    # 701 -> 702 B for 700). entropy-target moved on 2026-12-06: its rate stage runs 4,000 steps (was 1,000)
-    "entropy": (["--quant", "entropy"], 1382, ("1c1d0678286a77d35729ecaf6ac0bfbc4bdd5ce934f3c93e66d13f5d5e5bb0f2",)),
-    "entropy-target": (["--quant", "entropy", "--target-size", "700"], 702,
-                       ("66e66e1675c8da8606c7aa9f9dadab72a39a09598d51820dbb870a2baa9f75c8",)),
+    # 701 -> 702 B for 700). entropy-target moved on 2026-12-06: its rate stage runs 4,000 steps (was 1,000).
+    # Both moved once more on 2026-12-07: format version 4 trains and stores the steps and entropy models on the
+    # compact grids (one-byte steps, two-byte loc and scale): 1382 -> 1349; 702 -> 700 B for 700
+    "entropy": (["--quant", "entropy"], 1349, ("8c6ec010b2b7729e8a3d16e88181f6ac337a0be8915189a1e67071edf688c5b4",)),
+    "entropy-target": (["--quant", "entropy", "--target-size", "700"], 700,
+                       ("1ca3d04d260473e69ee857a3803a65a2d1b3603be9bdd952a43d345afb345cae",)),
     "sbs-target": (["--quant", "sbs", "--target-size", "900"], 819,
                    ("eecc3cd74b3df256cfd8ecefc6af2b3abf6c04dc2c5d6c27c3cfc86bc90bdf24",)),
 }

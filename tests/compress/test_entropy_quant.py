@@ -6,7 +6,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from bitstream.entropy import RANGE_CODER_OVERHEAD_BYTES, ModelSpec, encode
-from bitstream.packed import encode_packed
+from bitstream.compact import STEP_EXP_MIN, minifloat_code
+from bitstream.packed import COMPACT, encode_packed, is_compact
 from bitstream.tensors import QuantizedTensor
 from compress.entropy_quant import (
     EntropyQuantConfig,
@@ -91,6 +92,9 @@ def test_export_is_the_eval_forward_bit_for_bit_and_codes_at_the_estimated_rate(
     assert len(laid_out) == pytest.approx(len(coded), rel=0.03)
     assert [q.axis for q in qts] == ([0, None, 0, None, 0, None] if per_channel else [None] * 6)
     assert [q.scales.size for q in qts][0] == (8 if per_channel else 1)
+    # trained and exported on format version 4's grids: every step a minifloat, every model compact
+    assert all(is_compact(q) for q in records) and coded[0] & COMPACT
+    assert all(minifloat_code(float(s), STEP_EXP_MIN) is not None for q in qts for s in q.scales)
 
 
 def test_per_channel_steps_learn_and_differ():
@@ -100,7 +104,7 @@ def test_per_channel_steps_learn_and_differ():
     (net(torch.randn(2, 3, 6, 6)).square().mean() + 1e-3 * rate_bits(net)).backward()
     q = next(iter(entropy_tensors(net)))[1]
     assert q.raw_channel.grad is not None and bool((q.raw_channel.grad != 0).all())
-    assert q.log_step.shape == (8,) and len(set(q.step16().tolist())) > 1
+    assert q.log_step.shape == (8,) and len(set(q.stored_step().tolist())) > 1
 
 
 def test_refuses_double_quantization_and_bad_modes():
@@ -152,14 +156,14 @@ def test_hard_rounding_stage_meets_the_target_then_trains_the_weights_alone(free
     hook.on_stage_start("train", net, HookContext(stage="train"))
     file_bits = hard_rate_bits(net) + 80.0
     hook.target_bits = target = 0.6 * file_bits
-    steps = [float(q.step16().detach().max()) for _, q, _ in entropy_tensors(net)]
+    steps = [float(q.stored_step().detach().max()) for _, q, _ in entropy_tensors(net)]
     hook.transform_model("qat", net)
     ctx = HookContext(stage="qat")
     hook.on_stage_start("qat", net, ctx)
     after = hard_rate_bits(net) + 80.0
     if freeze:
         assert abs(after / target - 1) <= 0.02
-        assert all(float(q.step16().detach().max()) > s for (_, q, _), s in zip(entropy_tensors(net), steps))  # coarser
+        assert all(float(q.stored_step().detach().max()) > s for (_, q, _), s in zip(entropy_tensors(net), steps))  # coarser
         assert hook.extra_loss(net, None, None, ctx) is None
     else:
         assert after == pytest.approx(file_bits)
