@@ -308,7 +308,7 @@ def format_info(desc: dict) -> str:
     """Human-readable rendering of ``describe_file``'s dictionary."""
     v, m = desc["video"], desc["model"]
     lines = [
-        f"file        {desc['bytes']:,} bytes, {desc['bpp']:.5f} bpp",
+        f"file        {desc['bytes']:,} bytes, {desc['bpp']:.5f} bpp, format version {desc['format_version']}",
         f"video       {v['width']}x{v['height']} {v['chroma']} {v['bit_depth']}-bit, {desc['frames']} frames "
         f"at {v['fps_num']}/{v['fps_den']} fps",
         f"model       HiNeRV {desc['params']:,} params, strides {tuple(m['strides'])}, "

@@ -34,6 +34,7 @@ def describe_file(path: str | os.PathLike) -> dict:
     total = len(data)
     return {
         "file": str(path), "bytes": total, "bpp": total * 8 / (fmt.width * fmt.height * frames),
+        "format_version": data[4],  # the oldest version with what the file uses (bitstream/FORMAT.md §2)
         "frames": frames, "video": asdict(fmt), "model": asdict(config),
         "params": count_parameters(model), "base_size": [config.base_height, config.base_width],
         "plugins": [{"name": p.name, "options": p.options, "coded": p.coded, "data_bytes": len(p.data),

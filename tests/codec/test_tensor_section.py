@@ -114,3 +114,4 @@ def test_info_accounts_for_every_byte_of_a_packed_file(tmp_path):
     assert sum(info["breakdown"].values()) == info["bytes"] == path.stat().st_size
     assert 0 < info["breakdown"]["header"] < 80  # header + framing: VIDEO, MODEL, the section heads and CRCs
     assert [t["shape"] for t in info["tensors"]] == [t.shape for t in tensors]
+    assert info["format_version"] == path.read_bytes()[4] == 2  # uniform tensors: meta bytes, fp16 steps
