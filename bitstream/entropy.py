@@ -18,8 +18,8 @@ Models (ids are frozen, written into files; registration order never matters)::
 Parameters are stored as float16 and the coder is always built from the fp16-rounded values, on both sides,
 so encoder and decoder agree bit-exactly; a packed section with flag bit 2 (format version 4) stores laplace and
 gaussian params compactly instead (``compact=True``: a quarter-symbol loc and an 8-bit minifloat scale,
-``bitstream.compact``), values that are fp16 values too. Symbols lie in [-32767, 32767]; the support [lo, hi] is part of the
-side information so the coder covers exactly the needed range. See ``bitstream/FORMAT.md``.
+``bitstream.compact``), values that are fp16 values too. Symbols lie in [-32767, 32767]; the support [lo, hi] is
+part of the side information so the coder covers exactly the needed range. See ``bitstream/FORMAT.md``.
 
 The coder protocol (docs/design.md §8): ``encode(symbols, spec) -> bytes`` and ``decode(spec, payload, n)``,
 vectorised numpy in and out; models are looked up by name in :data:`MODELS` or by id in a frozen table.
@@ -304,7 +304,9 @@ class EntropyModel:
     has_payload: ClassVar[bool] = True
 
     def fit(self, sym: np.ndarray, st: _Stats, compact: bool = False) -> ModelSpec | None:
-        """The best spec of this family for the symbols, or None when the family does not apply."""
+        """The best spec of this family for the symbols, or None when the family does not apply. ``compact`` (here
+        and in ``write_params``/``read_params``): the params as a compact packed section stores them (format
+        version 4; only the parametric models' differ)."""
         raise NotImplementedError
 
     def check(self, spec: ModelSpec) -> None:

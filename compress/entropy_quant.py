@@ -17,10 +17,10 @@ Modes of the forward pass (the decoder always sees the ``hard`` values):
 
 The rate of a tensor is Σ −log₂ P(q) bits; :func:`rate_bits` sums it over the model and is what the loss
 ``L = D + λ·R/pixels`` uses (:class:`EntropyHook`). :func:`export_entropy` writes the symbols, the step and the
-(loc, scale) of the learned model as the file stores them (``bitstream.compact``'s grids: format version 4), which the bitstream codes with that very model (no refit), so the rate
-estimated in training matches the written payload (the side information is counted exactly by
-:func:`bitstream.packed.encode_packed` and its stand-in layout; a small tensor that raw bits or
-another model store smaller is stored so, and counted so).
+(loc, scale) of the learned model as the file stores them (``bitstream.compact``'s grids: format version 4),
+which the bitstream codes with that very model (no refit), so the rate estimated in training matches the written
+payload (the side information is counted exactly by :func:`bitstream.packed.encode_packed` and its stand-in
+layout; a small tensor that raw bits or another model store smaller is stored so, and counted so).
 
 Example::
 

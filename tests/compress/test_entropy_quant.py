@@ -163,7 +163,8 @@ def test_hard_rounding_stage_meets_the_target_then_trains_the_weights_alone(free
     after = hard_rate_bits(net) + 80.0
     if freeze:
         assert abs(after / target - 1) <= 0.02
-        assert all(float(q.stored_step().detach().max()) > s for (_, q, _), s in zip(entropy_tensors(net), steps))  # coarser
+        steps_now = [float(q.stored_step().detach().max()) for _, q, _ in entropy_tensors(net)]
+        assert all(now > s for now, s in zip(steps_now, steps))  # coarser
         assert hook.extra_loss(net, None, None, ctx) is None
     else:
         assert after == pytest.approx(file_bits)
