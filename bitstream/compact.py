@@ -70,8 +70,8 @@ def minifloat_code(value: float, exp_min: int) -> int | None:
 def round_minifloat(values: np.ndarray, exp_min: int) -> np.ndarray:
     """Each positive value to the nearest grid value (ties to even), clamped to the grid's range (float64)."""
     v = np.clip(np.asarray(values, dtype=np.float64), 2.0**exp_min, minifloat_max(exp_min))
-    mant, exp = np.frexp(v)
-    return np.minimum(np.round(mant * 2 * _MANTISSA) * np.exp2(exp - 5.0), minifloat_max(exp_min))
+    mant, exp = np.frexp(v)  # the largest value is on the grid: rounding never passes it
+    return np.round(mant * 2 * _MANTISSA) * np.exp2(exp - 5.0)
 
 
 def loc_code(value: float) -> int | None:
