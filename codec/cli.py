@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from inr.kernels import KERNEL_MODES
+from inr.presets import LUMA_MIN_PARAMS, SHALLOW_MAX_PARAMS, SMALL_WIDTH_RATIO
 
 from compress.quantizers import QUANTIZERS
 from compress.sbs_rate import RATE_TERMS as SBS_RATE_TERMS
@@ -95,8 +96,10 @@ def main() -> None:
               help="Epochs of the prune stage (--quant entropy: the rate stage); default 20% of --epochs, and under "
                    "a target at least the quantizer's floor of steps (entropy "
                    f"{QUANTIZERS.get('entropy').min_steering_steps:,}). Longer buys quality for time.")
-@click.option("--width-ratio", type=float, default=DEFAULTS.width_ratio, show_default=True,
-              help="Each stage's width over the previous one's (the preset solves the first width for the budget).")
+@click.option("--width-ratio", type=float, default=DEFAULTS.width_ratio,
+              help="Each stage's width over the previous one's (the preset solves the first width for the budget); "
+                   f"default {SMALL_WIDTH_RATIO} at {LUMA_MIN_PARAMS:,}-{SHALLOW_MAX_PARAMS:,} parameters, else 0.5 "
+                   "(HiNeRV's).")
 @click.option("--min-width", type=int, default=DEFAULTS.min_width, show_default=True,
               help="No stage narrower than this (the last one feeds the head: 6 outputs, 2 beside a luma stage).")
 @click.option("--luma-stage", type=click.Choice(["auto", "on", "off"]), default=DEFAULTS.luma_stage,

@@ -20,7 +20,7 @@ from compress.plugin_spec import PluginSpec, parse_plugin
 from compress.quantizers import DEFAULT_QUANTIZER, QUANTIZERS, CodingContext, Quantizer, QuantSettings
 from inr.kernels import KERNEL_MODES, resolve_kernels
 from inr.model import HiNeRV, count_parameters, quant_axis
-from inr.presets import MIN_PARAMS, PRESETS, WidthLadder, build_config
+from inr.presets import MIN_PARAMS, PRESETS, WidthLadder, build_config, model_budget
 
 from . import distributed
 from .bitstream_io import PluginRecord, write_bitstream
@@ -51,7 +51,8 @@ class EncodeOptions:
     epochs: int = 300  # training epochs; prune fine-tune and QAT add 20% and 10%
     prune_epochs: int | None = None  # None: round(0.2 * epochs), at least min_prune_steps(); else exactly
     qat_epochs: int | None = None  # default round(0.1 * epochs)
-    width_ratio: float = 0.5  # each stage's width over the previous one's (inr.presets.WidthLadder)
+    width_ratio: float | None = None  # each stage's width over the previous one's; None: by the budget
+    #                                   (inr.presets.width_ratio: 0.7 at 3,000-25,000 parameters, else 0.5)
     min_width: int = 4  # no stage narrower than this
     luma_stage: str = "auto"  # a full-resolution luma stage (4:2:0): 'on', 'off', 'auto' (inr.presets.luma_stage)
     bits: int = 6  # bits per quantized weight (uniform; sbs: outside the search)
@@ -286,8 +287,9 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     quantizer = QUANTIZERS.get(options.quant)(
         options.quant_settings(), CodingContext(pixels, options.target_bits(pixels), quant_axis, file_bytes, claimed))
     preset, budget = resolve_model_size(options, pixels, quantizer.bits_per_param())
-    config = build_config(*layout.grid_size, video.num_frames, layout.channels, preset if budget is None else "s",
-                          budget, options.ladder(), luma=options.luma())
+    sized = (*layout.grid_size, video.num_frames, layout.channels, preset if budget is None else "s", budget)
+    ladder = options.ladder().for_budget(model_budget(*sized))  # the teachers' widths fall alike
+    config = build_config(*sized, ladder, luma=options.luma())
     # what shapes the result (checkpointed, fingerprinted); plugins first: a plugin that reshapes the model at a
     # stage (low-rank factors) does so before the quantizer attaches to what is there
     hooks = HookList(plugins + quantizer.hooks())
@@ -314,7 +316,7 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         ckpt.plan = {"epochs": options.epochs}
     autocast = torch.bfloat16 if options.bf16 else None
     teacher_store = TeacherStore(output_path, options.teacher_cache)
-    teacher_settings = TeacherSettings(options.epochs, options.lr, train_cfg, autocast, options.ladder())
+    teacher_settings = TeacherSettings(options.epochs, options.lr, train_cfg, autocast, ladder)
     teachers = provide_teachers(  # a plugin's teacher, trained on the clip first (or read back), never coded
         plugins, config, data, teacher_settings, teacher_store, resume, options.kernels, observers, progress, log,
         dist, checkpoint_interval)

@@ -51,7 +51,8 @@ class TeacherSettings:
     lr: float
     train: TrainConfig
     autocast_dtype: torch.dtype | None = None
-    ladder: WidthLadder = WidthLadder()  # the student's: the teacher's widths fall alike
+    ladder: WidthLadder = WidthLadder()  # the student's: the teacher's widths fall alike (no ratio: the student
+    #                                      size's, inr.presets.width_ratio)
 
     def deciding(self, request: TeacherRequest) -> dict:
         """What decides a teacher's weights besides its config and the clip, as JSON-able values."""
@@ -82,6 +83,7 @@ def teacher_config(request: TeacherRequest, student: HiNeRVConfig,
     narrower than the student's.
     """
     s = student
+    ladder = ladder.for_budget(config_parameters(s))  # no ratio given: the one the student's size has
     depth = s.depths[0] if len(s.depths) > 1 else None  # the student's blocks a stage, whatever the budget
     luma = s.luma is not None  # and the student's luma stage, so the stages line up
     if request.preset == "auto":

@@ -1,14 +1,15 @@
 """Model presets scaled to the clip: a preset is a parameter budget per pixel, not a fixed 1080p network.
 
 Every preset keeps HiNeRV's shape (docs/design.md §3): depths (3, ..., 3, 1) (one block a stage instead of three
-below ``SHALLOW_MAX_PARAMS``), MLP expansions (4, ..., 4, 1),
-widths halving after the first stage, a 2-level base grid of ~T/4 frames and 3-level temporal local grids
-with C_loc = 2 * C_grid. What scales with the clip is the stride ladder (chosen so the base grid is about
+below ``SHALLOW_MAX_PARAMS``), MLP expansions (4, ..., 4, 1), widths halving from stage to stage (at 3,000-25,000
+parameters, ``small_shape``: falling by ``SMALL_WIDTH_RATIO``, expansions all 4), a 2-level base grid of ~T/4
+frames and 3-level temporal local grids with C_loc = 2 * C_grid. What scales with the clip is the stride ladder (chosen so the base grid is about
 9 pixels on its short side with little padding) and the width C, solved so the parameter count meets the
 budget.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from itertools import product
@@ -47,6 +48,13 @@ SHALLOW_MAX_PARAMS = 25_000
 # tensors the stage's 13 tensors are cheap, and from 3,000 it won on every point it reached (tune and check clips).
 LUMA_MIN_PARAMS = 3_000
 LUMA_STAGE = LumaStage(channels=8, depth=1, expansion=2)
+# From LUMA_MIN_PARAMS to below SHALLOW_MAX_PARAMS (``small_shape``) the widths fall by this ratio a stage, not by
+# HiNeRV's half, and the last stage's MLP expands 4x like the others' (HiNeRV: 1): HiNeRV's shape leaves the stages
+# at the output's resolution 4-9 channels wide with an unexpanded MLP, and rate-aware training spends 7-9 bits on
+# each of their parameters against ~3 on the first stage's (`hinerv info`): they are the scarce ones. Measured on
+# the tune and check clips (docs/results.md): better from 3,000 parameters, worse below (no luma stage there, the
+# models at the width floor); larger models were not measured and keep HiNeRV's shape.
+SMALL_WIDTH_RATIO = 0.7
 BASE_TARGET = 9  # short side of the base grid HiNeRV uses at 1080p (1080 / 120 for half-resolution output)
 
 
@@ -70,34 +78,58 @@ def choose_strides(height: int, width: int) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class WidthLadder:
-    """How the stages' widths fall: stage i is ``ratio ** i`` x the first stage's width, and never under ``floor``.
+    """How the stages' widths fall: stage i is ``ratio ** i`` x the first stage's width, and never under ``floor``;
+    ``ratio`` None: by the budget (``width_ratio``).
 
     The last stage feeds the head (6 outputs for 4:2:0: four luma sub-pixels, U, V) through one linear layer, so
     a floor under the head's outputs makes them linear mixtures of fewer features than there are outputs.
     """
 
-    ratio: float = 0.5
+    ratio: float | None = None
     floor: int = 4
 
     def __post_init__(self) -> None:
-        if not 0.25 <= self.ratio <= 1:
+        if self.ratio is not None and not 0.25 <= self.ratio <= 1:
             raise ValueError(f"width ratio must be in [0.25, 1], got {self.ratio}")
         if not 1 <= self.floor <= 256:
             raise ValueError(f"min width must be in [1, 256], got {self.floor}")
 
+    def for_budget(self, params: int) -> "WidthLadder":
+        """This ladder with its ratio fixed: ``width_ratio(params)`` when it has none."""
+        return self if self.ratio is not None else dataclasses.replace(self, ratio=width_ratio(params))
+
     def widths(self, first: int, stages: int) -> tuple[int, ...]:
+        if self.ratio is None:
+            raise ValueError("a width ladder without a ratio has no widths: fix it with for_budget(params)")
         return tuple(max(self.floor, int(first * self.ratio ** i)) for i in range(stages))
+
+
+def small_shape(params: int) -> bool:
+    """Whether a budget gets the small-model shape of ``SMALL_WIDTH_RATIO`` (from ``LUMA_MIN_PARAMS`` to below
+    ``SHALLOW_MAX_PARAMS``) rather than HiNeRV's."""
+    return LUMA_MIN_PARAMS <= params < SHALLOW_MAX_PARAMS
+
+
+def last_expansion(params: int) -> int:
+    """The MLP expansion of the last regular stage for a budget: 4 like the others' in the small-model shape (its MLP
+    is a scarce one there, see ``SMALL_WIDTH_RATIO``), else HiNeRV's 1 (at 1080p the last stage costs most)."""
+    return 4 if small_shape(params) else 1
+
+
+def width_ratio(params: int) -> float:
+    """How fast the widths fall for a budget: ``SMALL_WIDTH_RATIO`` in the small-model shape, else HiNeRV's 0.5."""
+    return SMALL_WIDTH_RATIO if small_shape(params) else 0.5
 
 
 def _make_config(height: int, width: int, frames: int, out_channels: int, strides: tuple[int, ...],
                  width_c: int, grid_channels: int, grid_frames: int, local_frames: int,
                  ladder: WidthLadder = WidthLadder(), depth: int = 3,
-                 luma: LumaStage | None = None) -> HiNeRVConfig:
+                 luma: LumaStage | None = None, last_expansion: int = 1) -> HiNeRVConfig:
     n = len(strides)
     channels = ladder.widths(width_c, n)
     return HiNeRVConfig(
         frames=frames, height=height, width=width, out_channels=out_channels, strides=strides,
-        channels=channels, depths=(depth,) * (n - 1) + (1,), expansions=(4,) * (n - 1) + (1,),
+        channels=channels, depths=(depth,) * (n - 1) + (1,), expansions=(4,) * (n - 1) + (last_expansion,),
         grid_frames=grid_frames, grid_channels=grid_channels, local_frames=local_frames,
         local_channels=2 * grid_channels, luma=luma)
 
@@ -132,6 +164,15 @@ def luma_stage(params: int, out_channels: int, wanted: bool | None = None) -> Lu
     return LUMA_STAGE if (params >= LUMA_MIN_PARAMS if wanted is None else wanted) else None
 
 
+def model_budget(height: int, width: int, frames: int, out_channels: int, preset: str = "s",
+                 params: int | None = None) -> int:
+    """The parameter budget ``build_config`` sizes a model for: ``params``, else the preset's for the clip."""
+    if params is not None:
+        return params
+    luma_pixels = frames * height * width * max(1, out_channels - 2)
+    return max(MIN_PARAMS, int(PRESETS.get(preset).params_per_pixel * luma_pixels))
+
+
 def build_config(height: int, width: int, frames: int, out_channels: int, preset: str = "s",
                  params: int | None = None, ladder: WidthLadder = WidthLadder(),
                  depth: int | None = None, luma: bool | None = None) -> HiNeRVConfig:
@@ -143,17 +184,16 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
         out_channels: channels of the output grid.
         preset: a name from ``PRESETS`` (ignored when ``params`` is given).
         params: an explicit parameter budget.
-        ladder: how the widths fall from stage to stage.
+        ladder: how the widths fall from stage to stage (without a ratio: ``width_ratio`` of the budget).
         depth: blocks in each stage but the last; None: ``stage_depth`` of the budget.
         luma: a full-resolution luma stage (``luma_stage``): None decides by the budget.
     """
     spec = PRESETS.get(preset)
-    if params is None:
-        luma_pixels = frames * height * width * max(1, out_channels - 2)
-        params = max(MIN_PARAMS, int(spec.params_per_pixel * luma_pixels))
+    params = model_budget(height, width, frames, out_channels, preset, params)
     if params < MIN_PARAMS:
         raise ValueError(f"parameter budget must be at least {MIN_PARAMS}, got {params}")
     depth = stage_depth(params) if depth is None else depth
+    ladder, expansion = ladder.for_budget(params), last_expansion(params)
     luma_cfg = luma_stage(params, out_channels, luma)
     strides = choose_strides(height, width)
     up = math.prod(strides)
@@ -168,11 +208,11 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
     best = None
     for width_c in range(8, 4097, 4):
         cfg = _make_config(height, width, frames, out_channels, strides, width_c, grid_channels,
-                           grid_frames, local_frames, ladder, depth, luma_cfg)
+                           grid_frames, local_frames, ladder, depth, luma_cfg, expansion)
         if config_parameters(cfg) > params:
             break
         best = cfg
     if best is None:
         best = _make_config(height, width, frames, out_channels, strides, 8, grid_channels, grid_frames,
-                            local_frames, ladder, depth, luma_cfg)
+                            local_frames, ladder, depth, luma_cfg, expansion)
     return best

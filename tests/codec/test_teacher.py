@@ -16,7 +16,7 @@ from codec.bitstream_io import read_bitstream
 from codec.encoder import EncodeOptions, encode
 from codec.teacher import teacher_config
 from compress.hooks import TeacherRequest
-from inr.presets import build_config
+from inr.presets import SHALLOW_MAX_PARAMS, SMALL_WIDTH_RATIO, build_config, config_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = EncodeOptions(preset="s", epochs=4, prune_epochs=2, qat_epochs=2, batch_size=2,
@@ -31,6 +31,10 @@ def test_the_teacher_lines_up_with_the_student_or_is_refused():
     assert teacher_config(TeacherRequest("xl"), student).channels == student.channels
     with pytest.raises(ValueError, match="narrower than the student"):
         teacher_config(TeacherRequest("s"), student)
+    small = build_config(72, 88, 8, 6, "s", 6000)  # its widths fall by SMALL_WIDTH_RATIO, a 10x teacher's would not
+    big = teacher_config(TeacherRequest(scale=10.0), small)
+    assert config_parameters(big) > SHALLOW_MAX_PARAMS and all(c >= d for c, d in zip(big.channels, small.channels))
+    assert big.channels[1] == int(big.channels[0] * SMALL_WIDTH_RATIO)  # the student's ratio, not its budget's
     for luma in (True, False):  # the student's luma stage, or none, whatever the teacher's budget would choose
         small = build_config(72, 88, 8, 6, "s", 3000, luma=luma)
         assert (teacher_config(TeacherRequest(scale=8.0), small).luma is not None) == luma

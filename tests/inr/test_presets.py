@@ -44,7 +44,7 @@ def test_budget_too_small_is_refused():
 def test_the_width_ladder_falls_by_its_ratio_down_to_its_floor():
     from inr.presets import WidthLadder
 
-    assert WidthLadder().widths(28, 3) == (28, 14, 7)  # HiNeRV's halving, as before
+    assert WidthLadder(0.5).widths(28, 3) == (28, 14, 7)  # HiNeRV's halving
     assert WidthLadder(0.5, 12).widths(28, 3) == (28, 14, 12)
     assert WidthLadder(1.0, 4).widths(10, 3) == (10, 10, 10)
     config = build_config(72, 88, 16, 6, "s", 24000, WidthLadder(0.5, 12))
@@ -52,6 +52,30 @@ def test_the_width_ladder_falls_by_its_ratio_down_to_its_floor():
     assert build_config(72, 88, 16, 6, "s", 12000).channels[-1] < 12  # the default lets the last stage go under the head
     with pytest.raises(ValueError, match="width ratio"):
         WidthLadder(2.0)
+
+
+def test_the_small_model_shape_spans_the_luma_stage_to_the_shallow_threshold():
+    """Without a ratio the ladder takes the budget's: SMALL_WIDTH_RATIO from LUMA_MIN_PARAMS to below
+    SHALLOW_MAX_PARAMS (measured better there, worse below), HiNeRV's halving outside; an explicit ratio is kept.
+    The last stage's MLP expands 4x in that range, HiNeRV's 1x outside."""
+    from inr.presets import LUMA_MIN_PARAMS, SMALL_WIDTH_RATIO, WidthLadder, last_expansion, small_shape, width_ratio
+
+    assert SMALL_WIDTH_RATIO > 0.5
+    assert [small_shape(p) for p in (LUMA_MIN_PARAMS - 1, LUMA_MIN_PARAMS, SHALLOW_MAX_PARAMS - 1,
+                                     SHALLOW_MAX_PARAMS)] == [False, True, True, False]
+    assert [width_ratio(p) for p in (2000, 12_000, 60_000)] == [0.5, SMALL_WIDTH_RATIO, 0.5]
+    assert [last_expansion(p) for p in (2000, 12_000, 60_000)] == [1, 4, 1]
+    assert WidthLadder().for_budget(12_000).ratio == SMALL_WIDTH_RATIO
+    assert WidthLadder(0.5, 6).for_budget(12_000) == WidthLadder(0.5, 6)
+    with pytest.raises(ValueError, match="ratio"):
+        WidthLadder().widths(28, 3)
+    small = build_config(72, 88, 16, 6, params=12_000)
+    assert small.channels[1:] == WidthLadder(SMALL_WIDTH_RATIO).widths(small.channels[0], 3)[1:]
+    assert small.expansions == (4, 4, 4) and config_parameters(small) <= 12_000
+    for budget in (2000, 60_000):  # HiNeRV's shape on either side
+        config = build_config(72, 88, 16, 6, params=budget)
+        assert config.channels == WidthLadder(0.5).widths(config.channels[0], 3) and config.expansions == (4, 4, 1)
+    assert build_config(540, 960, 8, 6, "s").expansions == (4, 4, 4, 1)
 
 
 def test_small_budgets_get_one_block_a_stage_and_larger_ones_three():
