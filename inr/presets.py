@@ -3,9 +3,9 @@
 Every preset keeps HiNeRV's shape (docs/design.md §3): depths (3, ..., 3, 1) (one block a stage instead of three
 below ``SHALLOW_MAX_PARAMS``), MLP expansions (4, ..., 4, 1), widths halving from stage to stage (at 3,000-25,000
 parameters, ``small_shape``: falling by ``SMALL_WIDTH_RATIO``, expansions all 4), a 2-level base grid of ~T/4
-frames and 3-level temporal local grids with C_loc = 2 * C_grid. What scales with the clip is the stride ladder (chosen so the base grid is about
-9 pixels on its short side with little padding) and the width C, solved so the parameter count meets the
-budget.
+frames and 3-level temporal local grids with C_loc = 2 * C_grid. What scales with the clip is the stride ladder
+(chosen so the base grid is about 9 pixels on its short side with little padding) and the width C, solved so the
+parameter count meets the budget.
 """
 from __future__ import annotations
 
@@ -124,12 +124,12 @@ def width_ratio(params: int) -> float:
 def _make_config(height: int, width: int, frames: int, out_channels: int, strides: tuple[int, ...],
                  width_c: int, grid_channels: int, grid_frames: int, local_frames: int,
                  ladder: WidthLadder = WidthLadder(), depth: int = 3,
-                 luma: LumaStage | None = None, last_expansion: int = 1) -> HiNeRVConfig:
+                 luma: LumaStage | None = None, final_expansion: int = 1) -> HiNeRVConfig:
     n = len(strides)
     channels = ladder.widths(width_c, n)
     return HiNeRVConfig(
         frames=frames, height=height, width=width, out_channels=out_channels, strides=strides,
-        channels=channels, depths=(depth,) * (n - 1) + (1,), expansions=(4,) * (n - 1) + (last_expansion,),
+        channels=channels, depths=(depth,) * (n - 1) + (1,), expansions=(4,) * (n - 1) + (final_expansion,),
         grid_frames=grid_frames, grid_channels=grid_channels, local_frames=local_frames,
         local_channels=2 * grid_channels, luma=luma)
 
