@@ -49,7 +49,8 @@ def test_the_width_ladder_falls_by_its_ratio_down_to_its_floor():
     assert WidthLadder(1.0, 4).widths(10, 3) == (10, 10, 10)
     config = build_config(72, 88, 16, 6, "s", 24000, WidthLadder(0.5, 12))
     assert min(config.channels) >= 12 and config_parameters(config) <= 24000
-    assert build_config(72, 88, 16, 6, "s", 12000).channels[-1] < 12  # the default lets the last stage go under the head
+    # the default floor lets the last stage go under the head's width
+    assert build_config(72, 88, 16, 6, "s", 12000, WidthLadder(0.5)).channels[-1] < 12
     with pytest.raises(ValueError, match="width ratio"):
         WidthLadder(2.0)
 
