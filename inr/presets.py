@@ -9,9 +9,8 @@ parameter count meets the budget.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 
 import torch
@@ -96,7 +95,7 @@ class WidthLadder:
 
     def for_budget(self, params: int) -> "WidthLadder":
         """This ladder with its ratio fixed: ``width_ratio(params)`` when it has none."""
-        return self if self.ratio is not None else dataclasses.replace(self, ratio=width_ratio(params))
+        return self if self.ratio is not None else replace(self, ratio=width_ratio(params))
 
     def widths(self, first: int, stages: int) -> tuple[int, ...]:
         if self.ratio is None:
@@ -123,7 +122,7 @@ def width_ratio(params: int) -> float:
 
 def _make_config(height: int, width: int, frames: int, out_channels: int, strides: tuple[int, ...],
                  width_c: int, grid_channels: int, grid_frames: int, local_frames: int,
-                 ladder: WidthLadder = WidthLadder(), depth: int = 3,
+                 ladder: WidthLadder, depth: int = 3,
                  luma: LumaStage | None = None, final_expansion: int = 1) -> HiNeRVConfig:
     n = len(strides)
     channels = ladder.widths(width_c, n)
