@@ -3,9 +3,9 @@
 Layout (all integers little-endian; see ``bitstream/FORMAT.md`` for the full description)::
 
     magic    4 bytes  b"HNRV"
-    version  u8       the oldest that has what the file uses: 4 with a compact PACKED_TENSORS section, 3 with
-                      one without meta bytes, 2 with another PACKED_TENSORS section, else 1 (the reader reads
-                      all four)
+    version  u8       the oldest that has what the file uses: 5 with a PACKED_TENSORS section whose records
+                      are in bits, 4 with a compact one, 3 with one without meta bytes, 2 with another
+                      PACKED_TENSORS section, else 1 (the reader reads all five)
     flags    u8       0 (no flag is defined; any set bit is refused)
     section*          type u8 | length uvarint | payload (length bytes) | crc32 u32 over type+length+payload
     END               type 0 | length 0 | crc32        -- nothing may follow
@@ -20,7 +20,7 @@ import zlib
 
 from bitstream.errors import BitstreamError
 from bitstream.fields import Reader, write_uvarint
-from bitstream.packed import COMPACT, NO_META
+from bitstream.packed import BITS, COMPACT, NO_META
 
 __all__ = [
     "FORMAT_VERSION",
@@ -36,8 +36,8 @@ __all__ = [
 ]
 
 MAGIC = b"HNRV"
-FORMAT_VERSION = 4  # the newest version: what the writer writes when a section needs it
-READ_VERSIONS = (1, 2, 3, 4)  # what the reader reads
+FORMAT_VERSION = 5  # the newest version: what the writer writes when a section needs it
+READ_VERSIONS = (1, 2, 3, 4, 5)  # what the reader reads
 HEADER_SIZE = len(MAGIC) + 2  # magic + version + flags
 KNOWN_FLAGS = 0x00  # no flag bit is defined
 
@@ -133,7 +133,7 @@ def _version_needed(type_id: object, payload: object) -> int:
     if type_id != SectionType.PACKED_TENSORS:
         return 1
     flags = payload[0] if isinstance(payload, (bytes, bytearray, memoryview)) and len(payload) > 0 else 0
-    return 4 if flags & COMPACT else 3 if flags & NO_META else 2
+    return 5 if flags & BITS else 4 if flags & COMPACT else 3 if flags & NO_META else 2
 
 
 def write_container(sections: list[tuple[int, bytes]]) -> bytes:
@@ -167,7 +167,7 @@ def read_container(data: bytes, limits: ContainerLimits = ContainerLimits()) -> 
     """Parse and check a whole file; return its sections in file order, END last.
 
     Every section's CRC is verified. Raises BitstreamError for: not a hinerv file (bad magic), an unsupported
-    version, unknown flags, truncation, a section over the size limit, a CRC mismatch, an unknown or repeated
+    version or one other than the sections need, unknown flags, truncation, a section over the size limit, a CRC mismatch, an unknown or repeated
     section type, too many sections, and bytes after END ("trailing garbage").
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -228,6 +228,11 @@ def read_container(data: bytes, limits: ContainerLimits = ContainerLimits()) -> 
                 raise BitstreamError(f"END section at offset {start} has a {length}-byte payload, expected 0")
             if r.remaining:
                 raise BitstreamError(f"trailing garbage: {r.remaining} bytes after the END section at offset {r.pos}")
+            # the writer writes the oldest version that has the sections: any other is a damaged header byte
+            needed = max(_version_needed(s.type, s.payload) for s in sections)
+            if version != needed:
+                raise BitstreamError(f"format version {version} in the header, but the sections are version "
+                                     f"{needed}'s: the file is corrupted")
             return sections
 
 

@@ -307,6 +307,11 @@ def _plugin_lines(p: dict) -> list[str]:
     return lines
 
 
+def _bytes(v: float) -> str:
+    """A byte count; records stored in bits (format version 5) count in eighths of a byte."""
+    return f"{v:,.3f}".rstrip("0").rstrip(".")
+
+
 def format_info(desc: dict) -> str:
     """Human-readable rendering of ``describe_file``'s dictionary."""
     v, m = desc["video"], desc["model"]
@@ -320,7 +325,7 @@ def format_info(desc: dict) -> str:
            if m.get("luma") else ""),
         f"            grid {m['grid_frames']}x{desc['base_size'][0]}x{desc['base_size'][1]}x{m['grid_channels']}, "
         f"local grids {m['local_frames']} frames x C_loc {m['local_channels']}",
-        "bytes       " + ", ".join(f"{k} {v:,}" for k, v in desc["breakdown"].items()),
+        "bytes       " + ", ".join(f"{k} {_bytes(v)}" for k, v in desc["breakdown"].items()),
         f"compute     {desc['macs_per_pixel']:,.0f} MACs per pixel to render a frame",
         *[line for p in desc.get("plugins", []) for line in _plugin_lines(p)],
         "",
@@ -334,7 +339,8 @@ def format_info(desc: dict) -> str:
         extra += "" if mp is None else f"  loc {mp['loc']:.3g} scale {mp['scale']:.3g}"
         lines.append(f"{t['name']:<34} {'x'.join(map(str, t['shape'])):<18} {t['bits']:>4} "
                      f"{100 * t['zero_fraction']:>5.1f}% {t['model']:<10} "
-                     f"{t['bytes_payload']:>8} {t['bytes_scales']:>6} {t['bytes_side']:>5} {8 * t['bytes'] / n:>10.3f}"
+                     f"{_bytes(t['bytes_payload']):>8} {_bytes(t['bytes_scales']):>6} {_bytes(t['bytes_side']):>5} "
+                     f"{8 * t['bytes'] / n:>10.3f}"
                      f"{extra}")
     return "\n".join(lines)
 

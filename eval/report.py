@@ -110,8 +110,9 @@ def layer_of(name: str) -> str:
     return parts[0]
 
 
-def byte_breakdown(info: dict) -> dict[str, int]:
-    """``hinerv info``'s accounting as parts: header, side information, scales, then the payload of each layer."""
+def byte_breakdown(info: dict) -> dict[str, float]:
+    """``hinerv info``'s accounting as parts: header, side information, scales, then the payload of each layer
+    (bytes; eighths of one where a file stores its records in bits)."""
     parts = {"header": info["breakdown"]["header"], "side information": info["breakdown"]["tensor side info"],
              "scales": info["breakdown"]["tensor scales"]}
     for t in info["tensors"]:
@@ -120,7 +121,7 @@ def byte_breakdown(info: dict) -> dict[str, int]:
     return parts
 
 
-def bytes_figure(rows: Sequence[tuple[str, dict[str, int]]], title: str):
+def bytes_figure(rows: Sequence[tuple[str, dict[str, float]]], title: str):
     """One stacked bar per hinerv file: where its bytes go."""
     import plotly.graph_objects as go
 

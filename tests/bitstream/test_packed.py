@@ -112,7 +112,8 @@ def test_a_per_channel_tensor_keeps_the_meta_bytes() -> None:
 
 
 def test_a_section_without_meta_bytes_too_short_for_its_count_is_refused() -> None:
-    payload = encode_packed(_nominal([_tensors()[2]] * 3), implicit_shapes=True)  # three zero tensors: 1 byte each
+    # three zero tensors, in bytes: 1 byte each
+    payload = encode_packed(_nominal([_tensors()[2]] * 3), implicit_shapes=True, in_bits=False)
     assert len(payload) == 2 + 3
     assert len(decode_packed(payload, [(3, 3)] * 3)) == 3
     with pytest.raises(BitstreamError, match="cannot fit"):
@@ -253,7 +254,7 @@ def test_steps_and_models_on_the_compact_grids_make_a_compact_section(implicit: 
     """Flag bit 2 (version 4): a step in one byte instead of two, the learned laplace's loc and scale in two
     (loc 0.25: zigzag(1) in one byte, the scale's minifloat code) instead of four; the same values come back."""
     tensors = _on_grid()
-    payload = encode_packed(tensors, implicit)
+    payload = encode_packed(tensors, implicit, in_bits=False)  # bitstream.bitpacked's layout: its own tests
     shapes = [t.shape for t in tensors] if implicit else None
     _same_values(tensors, decode_packed(payload, shapes))
     assert payload[0] & COMPACT and payload[0] & NO_META

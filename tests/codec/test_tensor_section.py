@@ -10,7 +10,7 @@ import torch
 from bitstream.container import SectionType, read_container, write_container
 from bitstream.errors import BitstreamError
 from bitstream.fields import pack_dataclass
-from bitstream.packed import COMPACT, IMPLICIT_SHAPES, NO_META
+from bitstream.packed import BITS, COMPACT, IMPLICIT_SHAPES, NO_META
 from bitstream.tensors import encode_tensors
 from codec.bitstream_io import PluginRecord, PluginsSection, StreamInfo, read_bitstream, write_bitstream
 from codec.info import describe_file
@@ -62,8 +62,8 @@ def test_a_file_leaves_the_shapes_to_the_model_section():
 
 def test_learned_step_tensors_make_a_compact_file_without_meta_bytes():
     """Learned-step tensors (one scale on the compact grid, the nominal width of their symbols, learned models on
-    the compact grids) make a version-4 file with no meta byte a record and one-byte steps; it decodes to the
-    same values and widths, one byte a tensor smaller than with meta bytes."""
+    the compact grids) make a version-5 file, its records in bits, with no meta byte a record and one-byte steps;
+    it decodes to the same values and widths, one byte a tensor smaller than with meta bytes."""
     config, _ = _model_and_tensors()
     torch.manual_seed(0)
     model = HiNeRV(config)
@@ -71,14 +71,14 @@ def test_learned_step_tensors_make_a_compact_file_without_meta_bytes():
     model.eval()
     tensors = export_entropy(model)
     data = write_bitstream(FMT, 2, config, tensors)
-    assert data[4] == 4 and _packed_flags(data) == IMPLICIT_SHAPES | NO_META | COMPACT
+    assert data[4] == 5 and _packed_flags(data) == IMPLICIT_SHAPES | NO_META | COMPACT | BITS
     back = read_bitstream(data).tensors
     _same(tensors, back)
     assert [t.bits for t in back] == [t.bits for t in tensors]
     wider = tensors[:-1] + [dataclasses.replace(tensors[-1], bits=tensors[-1].bits + 1)]
     with_meta = write_bitstream(FMT, 2, config, wider)
-    assert with_meta[4] == 4 and len(with_meta) == len(data) + len(tensors)
-    assert _packed_flags(with_meta) == IMPLICIT_SHAPES | COMPACT
+    assert with_meta[4] == 5 and len(with_meta) == len(data) + len(tensors)
+    assert _packed_flags(with_meta) == IMPLICIT_SHAPES | COMPACT | BITS
 
 
 def test_a_coded_plugin_keeps_the_shapes_in_the_file():

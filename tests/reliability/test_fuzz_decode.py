@@ -58,7 +58,7 @@ def test_seed_files_decode_and_describe():
         video = ft.decode_file_bytes(data)
         fmt, frames, config, *_ = read_bitstream(data)
         assert video is not None and video.format == fmt and video.num_frames == frames
-    assert {data[4] for data in SEEDS} == {2, 4}  # uniform files (meta bytes, fp16 steps) and compact learned ones
+    assert {data[4] for data in SEEDS} == {2, 5}  # uniform files (meta bytes, fp16 steps), learned ones in bits
 
 
 @MAY_NEED_DECODE_CHECK
