@@ -10,8 +10,9 @@ from bitstream.bitpacked import BitReader, BitWriter, raw_bits, read_raw, read_s
 from bitstream.bitpacked import write_spec
 from bitstream.compact import LOC_MAX
 from bitstream.container import read_container, write_container
-from bitstream.entropy import ModelSpec
+from bitstream.entropy import ModelSpec, spec_payload_bits
 from bitstream.packed import BITS, COMPACT, IMPLICIT_SHAPES, decode_packed, encode_packed, packed_breakdown
+from bitstream.tensors import _given_spec
 
 from .test_packed import _nominal, _on_grid, _same_values
 
@@ -161,9 +162,6 @@ def test_the_breakdown_of_a_section_in_bits_accounts_for_every_byte() -> None:
 def test_the_stand_in_layout_in_bits_counts_every_byte_but_the_stream() -> None:
     tensors, shapes = _section()
     learned = tensors[0]
-    from bitstream.entropy import spec_payload_bits
-    from bitstream.tensors import _given_spec
-
     bits = [spec_payload_bits(learned.symbols, _given_spec(learned.symbols.reshape(-1), learned.entropy))]
     stand_in = encode_packed(tensors, implicit_shapes=True, payload_bits=bits + [None] * (len(tensors) - 1))
     assert stand_in[0] & BITS
