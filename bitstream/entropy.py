@@ -976,21 +976,18 @@ def packed_payload_bits(spec: ModelSpec, st: _Stats) -> float:
     return 8.0 * inline_payload_size(spec, st.n)
 
 
-def fit_packed(symbols: Any, compact: bool = False,
-               stored_bits: Callable[[ModelSpec], float] | None = None) -> tuple[ModelSpec, float]:
+def fit_packed(symbols: Any, compact: bool, stored_bits: Callable[[ModelSpec], float]) -> tuple[ModelSpec, float]:
     """The model that stores an array in the fewest bits in the packed layout (spec + its payload bits), and
     those payload bits. Every applicable model is fitted (each also wrapped in gcd); ties: lower model id.
     ``compact``: the section stores parametric params compactly (flag bit 2), so they are fitted on its grids.
-    ``stored_bits(spec)``: what the layout spends on the spec and the array's inline payload (default: the
-    byte layout's spec and inline bytes); a streamed payload's share is added to it."""
+    ``stored_bits(spec)``: what the layout spends on the spec and the array's inline payload (the byte layout
+    or the records in bits, ``bitstream.packed``); a streamed payload's share is added to it."""
     sym = _check_symbols(symbols)
     if sym.size == 0:
         return ModelSpec("zero", 0, 0), 0.0
 
     def packed(model: EntropyModel, spec: ModelSpec, wrapped: ModelSpec, q: np.ndarray, st: _Stats):
         payload = packed_payload_bits(spec, st)
-        if stored_bits is None:
-            return 8.0 * len(wrapped.to_bytes(compact)) + payload, payload
         return stored_bits(wrapped) + (payload if is_streamed(wrapped) else 0.0), payload
 
     return _smallest(sym, packed, compact)

@@ -117,23 +117,24 @@ def _choose(symbols: np.ndarray, entropy: tuple[str, float, float] | None, bits:
     if entropy is not None:
         spec = _given_spec(flat, entropy)
         if not is_streamed(spec):
-            return _array(flat, spec, 0.0)
+            return _array(flat, spec, 0.0, in_bits)
         payload = spec_payload_bits(flat, spec) if bits is None else float(bits)
         candidates.append((stored(spec) + payload, spec, payload))
         if flat.size > SEARCH_MAX_SYMBOLS:
-            return _array(flat, spec, payload)
+            return _array(flat, spec, payload, in_bits)
     elif bits is not None:
         raise ValueError("stand-in bits need a tensor with a learned entropy model")
     spec, payload = fit_packed(flat, compact, stored)
     candidates.append((stored(spec) + (payload if is_streamed(spec) else 0.0), spec, payload))
     _, spec, payload = min(candidates, key=lambda c: c[0])
-    return _array(flat, spec, payload)
+    return _array(flat, spec, payload, in_bits)
 
 
-def _array(flat: np.ndarray, spec: ModelSpec, payload_bits: float) -> _Array:
+def _array(flat: np.ndarray, spec: ModelSpec, payload_bits: float, in_bits: bool) -> _Array:
+    """``in_bits``: the records are written in bits, which code a raw payload themselves: no inline bytes."""
     if is_streamed(spec):
         return _Array(spec, flat, stream_bits=payload_bits)
-    return _Array(spec, flat, inline=encode(flat, spec) if spec.has_payload else b"")
+    return _Array(spec, flat, inline=encode(flat, spec) if spec.has_payload and not in_bits else b"")
 
 
 def spec_bits(spec: ModelSpec) -> int:
