@@ -64,8 +64,9 @@ def test_the_small_model_shape_spans_the_luma_stage_to_the_shallow_threshold():
     assert SMALL_WIDTH_RATIO > 0.5
     assert [small_shape(p) for p in (LUMA_MIN_PARAMS - 1, LUMA_MIN_PARAMS, SHALLOW_MAX_PARAMS - 1,
                                      SHALLOW_MAX_PARAMS)] == [False, True, True, False]
-    assert [width_ratio(p) for p in (2000, 12_000, 60_000)] == [0.5, SMALL_WIDTH_RATIO, 0.5]
-    assert [last_expansion(p) for p in (2000, 12_000, 60_000)] == [1, 4, 1]
+    above = SHALLOW_MAX_PARAMS + 10_000
+    assert [width_ratio(p) for p in (2000, 12_000, above)] == [0.5, SMALL_WIDTH_RATIO, 0.5]
+    assert [last_expansion(p) for p in (2000, 12_000, above)] == [1, 4, 1]
     assert WidthLadder().for_budget(12_000).ratio == SMALL_WIDTH_RATIO
     assert WidthLadder(0.5, 6).for_budget(12_000) == WidthLadder(0.5, 6)
     with pytest.raises(ValueError, match="ratio"):
@@ -73,7 +74,7 @@ def test_the_small_model_shape_spans_the_luma_stage_to_the_shallow_threshold():
     small = build_config(72, 88, 16, 6, params=12_000)
     assert small.channels[1:] == WidthLadder(SMALL_WIDTH_RATIO).widths(small.channels[0], 3)[1:]
     assert small.expansions == (4, 4, 4) and config_parameters(small) <= 12_000
-    for budget in (2000, 60_000):  # HiNeRV's shape on either side
+    for budget in (2000, above):  # HiNeRV's shape on either side
         config = build_config(72, 88, 16, 6, params=budget)
         assert config.channels == WidthLadder(0.5).widths(config.channels[0], 3) and config.expansions == (4, 4, 1)
     assert build_config(540, 960, 8, 6, "s").expansions == (4, 4, 4, 1)
