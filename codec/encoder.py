@@ -203,21 +203,28 @@ def resolve_model_size(options: EncodeOptions, pixels: int, bits_per_param: floa
     return "auto", max(MIN_PARAMS, int(target / bits_per_param))
 
 
-def target_note(options: EncodeOptions, pixels: int, params: int, reachable: tuple[float, float]) -> str | None:
+def target_note(options: EncodeOptions, pixels: int, params: int, reachable: tuple[float, float],
+                collapse_below: float = 0.0) -> str | None:
     """One line when a fixed model size (a preset or --params) cannot meet the target: the file would land far
-    from it, whatever training does; None when it can (or there is no target, or --preset auto sizes for it)."""
+    from it, whatever training does, or land it only by zeroing most of the model (under ``collapse_below`` bits
+    a parameter); None when it can (or there is no target, or --preset auto sizes for it)."""
     target = options.target_bits(pixels)
     if target is None or (options.preset == "auto" and options.params is None):
         return None
     low, high = reachable
     per_param = target / params
-    if low <= per_param <= high:
+    if max(low, collapse_below) <= per_param <= high:
         return None
     size = f"--params {options.params:,}" if options.params is not None else f"--preset {options.preset}"
+    head = f"the target ({target / 8:,.0f} bytes, {per_param:.1f} bits a parameter)"
+    if low <= per_param <= high:
+        return (f"{head} is too small for {size} ({params:,} parameters): under {collapse_below:g} bits a "
+                f"parameter --quant {options.quant} lands it by zeroing much of the model, at a steep loss of "
+                f"quality; --preset auto sizes the model for the target")
     bound = high if per_param > high else low
-    return (f"the target ({target / 8:,.0f} bytes, {per_param:.1f} bits a parameter) is out of reach of {size} "
-            f"({params:,} parameters): --quant {options.quant} lands near {bound * params / 8:,.0f} bytes at "
-            f"{'most' if per_param > high else 'least'}; --preset auto sizes the model for the target")
+    return (f"{head} is out of reach of {size} ({params:,} parameters): --quant {options.quant} lands near "
+            f"{bound * params / 8:,.0f} bytes at {'most' if per_param > high else 'least'}; --preset auto sizes "
+            f"the model for the target")
 
 
 def budget_epochs(options: EncodeOptions, quantizer: Quantizer, model: HiNeRV, data: TrainingData,
@@ -302,7 +309,8 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         f"{preset if options.params is None else 'custom'}: {params:,} parameters, strides {config.strides}, "
         f"widths {config.channels}" + (f", a luma stage {config.luma.channels} wide" if config.luma else "")
         + (f"; plugins {', '.join(options.plugins)}" if plugins else ""))
-    note = target_note(options, pixels, params, quantizer.reachable_bits_per_param())
+    note = target_note(options, pixels, params, quantizer.reachable_bits_per_param(),
+                       quantizer.collapse_bits_per_param())
     if note is not None:
         log(f"note: {note}")
     patch = options.resolved_patch_size(layout.grid_size)

@@ -99,6 +99,9 @@ class Quantizer:
     # a fixed model's file spends about this many bits per parameter at least and at most, side information
     # included (entropy: a 3,603-parameter model asked for 0.2 bpp landed at 14.6 bits each, issue #19)
     reachable: ClassVar[tuple[float, float]] = (0.75, 12.0)
+    # a fixed model's target under this many bits per parameter is landed, but by zeroing much of the model, at a
+    # steep loss of quality (0: no such floor measured)
+    collapse_below: ClassVar[float] = 0.0
     # seconds of a prune and of a QAT step per train step (--time-budget; measured on 16 frames of carphone,
     # preset m, one thread: uniform 1.2 / 2.7, entropy 2.3 / 2.9, sbs 8.5 / 3.1)
     stage_cost: ClassVar[tuple[float, float]] = (2.3, 2.9)
@@ -124,6 +127,11 @@ class Quantizer:
         """The file bits per model parameter this quantizer can land a target at (a fixed model size): targets
         outside are missed, and ``hinerv encode`` says so before training."""
         return self.reachable
+
+    def collapse_bits_per_param(self) -> float:
+        """The file bits per parameter under which a fixed model still lands its target but loses its quality:
+        ``hinerv encode`` says so before training."""
+        return self.collapse_below
 
     def prune_stage(self) -> bool:
         """Whether the prune stage has anything to do (else it runs no epochs)."""
@@ -293,6 +301,9 @@ class Entropy(Quantizer):
     # ... and it is training more than fine-tuning: at twice the train stage's peak learning rate it ends higher
     # than at the same peak, and at 0.3x / 0.1x lower (docs/results.md)
     prune_lr_ratio = 2.0
+    # carphone's 0.18 bpp (16 frames, 9.2 KB) with --params: PSNR-YUV 38.1 dB at 3.7 bits a parameter (--preset
+    # auto), 37.4 at 3.0, 36.1 at 2.0, 33.6 at 1.8, 17.6 at 1.4 (docs/results.md)
+    collapse_below = 2.0
 
     def steers_to_target(self) -> bool:
         return self.coding.target_bits is not None

@@ -95,6 +95,41 @@ def test_an_unreachable_target_is_named(options, params, expected):
         assert expected in note and "--preset auto" in note and f"{params:,} parameters" in note
 
 
+@pytest.mark.parametrize("params,expected", [
+    (60_000, "too small"),  # the measured collapse: 9.2 KB on --params 60000 (54,125 built), 17.6 dB
+    (36_000, None),  # 2.0 bits a parameter: at the floor
+    (600_000, "out of reach"),  # under the reachable range too: that note, which names where it lands
+    (20_000, None)])
+def test_a_target_that_would_zero_most_of_the_model_is_named(params, expected):
+    options = EncodeOptions(params=params, target_bpp=0.1814, quant="entropy")  # carphone's QP 27 rate
+    note = target_note(options, 16 * 176 * 144, params, (0.75, 12.0), collapse_below=2.0)
+    assert (note is None) == (expected is None), note
+    if expected:
+        assert note.startswith("the target (") and expected in note and f"--params {params:,}" in note
+        assert ("loss of quality" in note) == (expected == "too small") and "--preset auto" in note
+    assert target_note(options, 16 * 176 * 144, 60_000, (0.75, 12.0)) is None  # no floor: the range alone
+
+
+def test_the_encoder_says_it_before_training(clip, tmp_path, interrupt):
+    """The note reaches the log before the first train step (stopped there: the 4,000-step rate stage is minutes)."""
+    lines: list[str] = []
+    options = EncodeOptions(params=8000, target_size=1000, quant="entropy")  # 1,000 bytes on ~8k parameters: ~1 bit
+    with pytest.raises(KeyboardInterrupt):
+        encode(clip, tmp_path / "o.bin", options, observers=[interrupt("train", 1)],
+               **{**QUIET, "log": lines.append})
+    notes = [line for line in lines if line.startswith("note: ")]
+    assert len(notes) == 1 and "loss of quality" in notes[0] and "--params 8,000" in notes[0], lines
+    assert not (tmp_path / "o.bin").exists()
+
+
+def test_entropy_names_its_floor_and_the_others_none():
+    from compress.quantizers import QUANTIZERS, CodingContext, QuantSettings
+
+    floors = {name: QUANTIZERS.get(name)(QuantSettings(), CodingContext(1000, 8000.0, None, None)).collapse_bits_per_param()
+              for name in ("entropy", "uniform", "sbs")}
+    assert floors["entropy"] > QUANTIZERS.get("entropy").reachable[0] and floors["uniform"] == floors["sbs"] == 0.0
+
+
 def test_cli_says_it_before_training_and_in_json(clip, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     report = tmp_path / "r.json"
