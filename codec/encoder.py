@@ -206,7 +206,7 @@ def resolve_model_size(options: EncodeOptions, pixels: int, bits_per_param: floa
 def target_note(options: EncodeOptions, pixels: int, params: int, reachable: tuple[float, float],
                 collapse_below: float = 0.0) -> str | None:
     """One line when a fixed model size (a preset or --params) cannot meet the target: the file would land far
-    from it, whatever training does, or land it only by zeroing most of the model (under ``collapse_below`` bits
+    from it, whatever training does, or land it only by zeroing much of the model (under ``collapse_below`` bits
     a parameter); None when it can (or there is no target, or --preset auto sizes for it)."""
     target = options.target_bits(pixels)
     if target is None or (options.preset == "auto" and options.params is None):
