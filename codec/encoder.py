@@ -52,7 +52,7 @@ class EncodeOptions:
     prune_epochs: int | None = None  # None: round(0.2 * epochs), at least min_prune_steps(); else exactly
     qat_epochs: int | None = None  # default round(0.1 * epochs)
     width_ratio: float | None = None  # each stage's width over the previous one's; None: by the budget
-    #                                   (inr.presets.width_ratio: 0.85 at 3,000-100,000 parameters, else 0.5)
+    #                                   (inr.presets.width_ratio: 0.85 at 3,000-200,000 parameters, else 0.5)
     min_width: int = 4  # no stage narrower than this
     luma_stage: str = "auto"  # a full-resolution luma stage (4:2:0): 'on', 'off', 'auto' (inr.presets.luma_stage)
     bits: int = 6  # bits per quantized weight (uniform; sbs: outside the search)

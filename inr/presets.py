@@ -1,7 +1,7 @@
 """Model presets scaled to the clip: a preset is a parameter budget per pixel, not a fixed 1080p network.
 
 Every preset keeps HiNeRV's shape (docs/design.md §3): depths (3, ..., 3, 1) (one block a stage instead of three
-below ``SHALLOW_MAX_PARAMS``), MLP expansions (4, ..., 4, 1), widths halving from stage to stage (at 3,000-100,000
+below ``SHALLOW_MAX_PARAMS``), MLP expansions (4, ..., 4, 1), widths halving from stage to stage (at 3,000-200,000
 parameters, ``small_shape``: falling by ``SMALL_WIDTH_RATIO``, expansions all 4), a 2-level base grid of ~T/4
 frames and 3-level temporal local grids with C_loc = 2 * C_grid. What scales with the clip is the stride ladder
 (chosen so the base grid is about 9 pixels on its short side with little padding) and the width C, solved so the
@@ -41,9 +41,11 @@ MIN_PARAMS = 1000  # below this no HiNeRV fits; tiny clips get at least this muc
 # +1.2 (docs/results.md): the same budget in wider layers, fewer tensors to code, fewer layers to train in a
 # short encode. 25,000 until the small shape below: at 25,000-50,000 it then beat HiNeRV's depth-3 shape by
 # ~2 dB (bunny 0.23 bpp, check; carphone at --params 26,000, tune), and 50,000 until it beat it at 50-67k too
-# (+1.5 to +2.9 dB PSNR-YUV: bunny 0.58 and pan-gravel 0.50 bpp, check; carphone 0.40, tune; docs/results.md).
-# Measured at 176x144 only, where it costs ~3x the MACs a pixel; larger models keep HiNeRV's shape.
-SHALLOW_MAX_PARAMS = 100_000
+# (+1.5 to +2.9 dB PSNR-YUV: bunny 0.58 and pan-gravel 0.50 bpp, check; carphone 0.40, tune), and 100,000 until
+# it beat it at 113-150k on 64 frames (bikes-b 0.26 bpp +0.5 dB, check; carphone 0.32 bpp +1.8, tune;
+# docs/results.md). Measured at 176x144 only, where it costs ~3x the MACs a pixel and 1.1-2.3x the encode time;
+# larger models keep HiNeRV's shape (1080p from 8 frames at preset s, 126k parameters, now takes the small one).
+SHALLOW_MAX_PARAMS = 200_000
 # From this many parameters a 4:2:0 model ends with a full-resolution luma stage (``LUMA_STAGE``) rather than
 # making the four luma samples of a chroma pixel from one feature vector (docs/results.md): it pays once there are
 # parameters to spare for it. 8,000 while every tensor cost ~10 bytes of framing; with format version 2's packed

@@ -31,8 +31,8 @@ def test_the_teacher_lines_up_with_the_student_or_is_refused():
     assert teacher_config(TeacherRequest("xl"), student).channels == student.channels
     with pytest.raises(ValueError, match="narrower than the student"):
         teacher_config(TeacherRequest("s"), student)
-    small = build_config(72, 88, 8, 6, "s", 6000)  # its widths fall by SMALL_WIDTH_RATIO, a 32x teacher's would not
-    big = teacher_config(TeacherRequest(scale=32.0), small)
+    small = build_config(72, 88, 8, 6, "s", 6000)  # its widths fall by SMALL_WIDTH_RATIO, a 64x teacher's would not
+    big = teacher_config(TeacherRequest(scale=64.0), small)
     assert config_parameters(big) > SHALLOW_MAX_PARAMS and all(c >= d for c, d in zip(big.channels, small.channels))
     assert big.channels[1] == int(big.channels[0] * SMALL_WIDTH_RATIO)  # the student's ratio, not its budget's
     for luma in (True, False):  # the student's luma stage, or none, whatever the teacher's budget would choose

@@ -77,7 +77,7 @@ def test_the_small_model_shape_spans_the_luma_stage_to_the_shallow_threshold():
     for budget in (2000, above):  # HiNeRV's shape on either side
         config = build_config(72, 88, 16, 6, params=budget)
         assert config.channels == WidthLadder(0.5).widths(config.channels[0], 3) and config.expansions == (4, 4, 1)
-    assert build_config(540, 960, 8, 6, "s").expansions == (4, 4, 4, 1)
+    assert build_config(540, 960, 16, 6, "m").expansions == (4, 4, 4, 1)  # 1080p 4:2:0, 527k parameters
 
 
 def test_small_budgets_get_one_block_a_stage_and_larger_ones_three():
