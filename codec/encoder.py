@@ -213,18 +213,18 @@ def target_note(options: EncodeOptions, pixels: int, params: int, reachable: tup
         return None
     low, high = reachable
     per_param = target / params
-    if max(low, collapse_below) <= per_param <= high:
-        return None
     size = f"--params {options.params:,}" if options.params is not None else f"--preset {options.preset}"
     head = f"the target ({target / 8:,.0f} bytes, {per_param:.1f} bits a parameter)"
-    if low <= per_param <= high:
+    if not low <= per_param <= high:
+        bound = high if per_param > high else low
+        return (f"{head} is out of reach of {size} ({params:,} parameters): --quant {options.quant} lands near "
+                f"{bound * params / 8:,.0f} bytes at {'most' if per_param > high else 'least'}; --preset auto "
+                f"sizes the model for the target")
+    if per_param < collapse_below:
         return (f"{head} is too small for {size} ({params:,} parameters): under {collapse_below:g} bits a "
                 f"parameter --quant {options.quant} lands it by zeroing much of the model, at a steep loss of "
                 f"quality; --preset auto sizes the model for the target")
-    bound = high if per_param > high else low
-    return (f"{head} is out of reach of {size} ({params:,} parameters): --quant {options.quant} lands near "
-            f"{bound * params / 8:,.0f} bytes at {'most' if per_param > high else 'least'}; --preset auto sizes "
-            f"the model for the target")
+    return None
 
 
 def budget_epochs(options: EncodeOptions, quantizer: Quantizer, model: HiNeRV, data: TrainingData,
@@ -309,8 +309,7 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         f"{preset if options.params is None else 'custom'}: {params:,} parameters, strides {config.strides}, "
         f"widths {config.channels}" + (f", a luma stage {config.luma.channels} wide" if config.luma else "")
         + (f"; plugins {', '.join(options.plugins)}" if plugins else ""))
-    note = target_note(options, pixels, params, quantizer.reachable_bits_per_param(),
-                       quantizer.collapse_bits_per_param())
+    note = target_note(options, pixels, params, quantizer.reachable_bits_per_param(), quantizer.collapse_below)
     if note is not None:
         log(f"note: {note}")
     patch = options.resolved_patch_size(layout.grid_size)

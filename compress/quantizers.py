@@ -100,7 +100,7 @@ class Quantizer:
     # included (entropy: a 3,603-parameter model asked for 0.2 bpp landed at 14.6 bits each, issue #19)
     reachable: ClassVar[tuple[float, float]] = (0.75, 12.0)
     # a fixed model's target under this many bits per parameter is landed, but by zeroing much of the model, at a
-    # steep loss of quality (0: no such floor measured)
+    # steep loss of quality: ``hinerv encode`` says so before training (0: no such floor measured)
     collapse_below: ClassVar[float] = 0.0
     # seconds of a prune and of a QAT step per train step (--time-budget; measured on 16 frames of carphone,
     # preset m, one thread: uniform 1.2 / 2.7, entropy 2.3 / 2.9, sbs 8.5 / 3.1)
@@ -127,11 +127,6 @@ class Quantizer:
         """The file bits per model parameter this quantizer can land a target at (a fixed model size): targets
         outside are missed, and ``hinerv encode`` says so before training."""
         return self.reachable
-
-    def collapse_bits_per_param(self) -> float:
-        """The file bits per parameter under which a fixed model still lands its target but loses its quality:
-        ``hinerv encode`` says so before training."""
-        return self.collapse_below
 
     def prune_stage(self) -> bool:
         """Whether the prune stage has anything to do (else it runs no epochs)."""
