@@ -29,6 +29,7 @@ from codec.y4m import write_y4m  # noqa: E402
 from eval.anchors import run_anchor_ladder  # noqa: E402
 from eval.bdrate import bd_psnr, bd_rate  # noqa: E402
 from eval.datasets.validation import SPLITS, validation_clip  # noqa: E402
+from eval.gap_criteria import judge  # noqa: E402
 
 
 def anchor_points(video, folder: Path, qps: list[int]) -> list[dict]:
@@ -127,11 +128,14 @@ def print_table(rows: list[dict], extra: list[str], args) -> None:
         lines.append(f"| {r['split']} | {r['clip']} | {fmt(r['bd_rate'], '%')} | {fmt(r['d_psnr_y'], ' dB')} | "
                      f"{fmt(r['d_psnr_yuv'], ' dB')} | {planes} |")
     for split in ("tune", "check"):
-        vals = [r["bd_rate"] for r in rows if r["split"] == split and math.isfinite(r["bd_rate"])]
-        dy = [r["d_psnr_y"] for r in rows if r["split"] == split and math.isfinite(r["d_psnr_y"])]
+        clips = [r for r in rows if r["split"] == split]
+        vals = [r["bd_rate"] for r in clips if math.isfinite(r["bd_rate"])]
+        dy = [r["d_psnr_y"] for r in clips if math.isfinite(r["d_psnr_y"])]
         if vals:
-            lines.append(f"| {split} | **mean** | {fmt(statistics.fmean(vals), '%')} | "
+            count = "" if len(vals) == len(clips) else f" ({len(vals)} of {len(clips)} clips)"
+            lines.append(f"| {split} | **mean**{count} | {fmt(statistics.fmean(vals), '%')} | "
                          f"{fmt(statistics.fmean(dy), ' dB') if dy else '—'} | | |")
+    lines += ["", "#19's done-when:", *(f"- {v.line()}" for v in judge(rows))]
     text = "\n".join(lines)
     (args.out / "table.md").write_text(text + "\n")
     print(text)
