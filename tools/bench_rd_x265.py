@@ -10,7 +10,8 @@ done-when holds (``eval.gap_criteria``).
 
 64 frames by default, the length #19 measured on: 16 frames (``--frames 16 -- --epochs 150``, as many train steps
 as 64 at 40) takes about three quarters of the time (the 28 points: 10,566 s against 14,158 s of one thread) and
-misjudges the gap (carphone +30% there, -12% on 64 frames; docs/results.md).
+misjudges the gap (carphone +30% there, -12% on 64 frames; docs/results.md). ``--epochs 40`` keeps the 28 points
+to about 4 hours of one core and under-trains the largest models: top points gained 0.7-1.5 dB at the default 300.
 
     python tools/bench_rd_x265.py --out runs/rd_x265 --jobs 2 -- --epochs 40
     python tools/bench_rd_x265.py --out runs/rd_x265_mse --split tune -- --epochs 40 --loss mse
