@@ -28,14 +28,31 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from codec.video import read_video  # noqa: E402
 from codec.y4m import write_y4m  # noqa: E402
 from eval.anchors import run_anchor_ladder  # noqa: E402
 from eval.bdrate import bd_psnr, bd_rate  # noqa: E402
 from eval.datasets.validation import SPLITS, validation_clip  # noqa: E402
 from eval.gap_criteria import judge  # noqa: E402
+
+
+def kept_clip(folder: Path, video) -> Path:
+    """``folder/clip.y4m``, written on the first run; a folder that holds another clip (another ``--frames``, an
+    older clip definition) is refused, since its kept points would be read as this clip's."""
+    clip = folder / "clip.y4m"
+    if not clip.exists():
+        write_y4m(clip, video)
+        return clip
+    kept = read_video(clip)
+    if kept.num_frames != video.num_frames or not all(np.array_equal(a, b) for a, b in zip(kept.planes, video.planes)):
+        raise SystemExit(f"{folder} holds another clip ({kept.num_frames} frames; this run's has {video.num_frames}): "
+                         f"its kept points are not this run's; give another --out")
+    return clip
 
 
 def anchor_points(video, folder: Path, qps: list[int]) -> list[dict]:
@@ -101,10 +118,8 @@ def main() -> None:
     for name in names:
         folder = args.out / name
         folder.mkdir(parents=True, exist_ok=True)
-        clip = folder / "clip.y4m"
         video = validation_clip(name, args.frames)
-        if not clip.exists():
-            write_y4m(clip, video)
+        clip = kept_clip(folder, video)
         anchors[name] = anchor_points(video, folder, qps)
         pixels = video.format.width * video.format.height * video.num_frames
         work += [(name, clip, folder, p["bpp"], pixels) for p in anchors[name] if p["bpp"] <= args.max_bpp]
