@@ -132,7 +132,7 @@ def write_bitstream(fmt: VideoFormat, frames: int, config: HiNeRVConfig, tensors
     coded plugin reshaped the model (the decoder then cannot know them from the MODEL section alone).
     """
     sections = [(SectionType.VIDEO, pack_dataclass(StreamInfo(fmt, frames))),
-                (SectionType.MODEL, pack_dataclass(config)),
+                (SectionType.MODEL, write_model_config(config)),
                 (SectionType.PACKED_TENSORS, encode_packed(tensors, shapes_implied(plugins), payload_bits))]
     if plugins:
         sections.append((SectionType.PLUGINS, pack_dataclass(PluginsSection(tuple(plugins)))))
@@ -177,30 +177,51 @@ def read_tensors(found: dict[int, bytes], config: HiNeRVConfig,
     return decode_packed(found[SectionType.PACKED_TENSORS], shapes)
 
 
-# MODEL payloads of version 1, written before ``HiNeRVConfig.luma``: the same fields up to ``version``, no luma
+# MODEL payloads of the versions before: version 2 (and any config without motion today) has no ``motion`` field,
+# version 1 (before ``HiNeRVConfig.luma``) no luma field either
 _HINTS = typing.get_type_hints(HiNeRVConfig)
-_ModelV1 = dataclasses.make_dataclass(
-    "HiNeRVConfigV1", [(f.name, _HINTS[f.name]) for f in dataclasses.fields(HiNeRVConfig) if f.name != "luma"],
-    frozen=True)
+
+
+def _layout(name: str, without: set[str]) -> type:
+    return dataclasses.make_dataclass(
+        name, [(f.name, _HINTS[f.name]) for f in dataclasses.fields(HiNeRVConfig) if f.name not in without],
+        frozen=True)
+
+
+_ModelV2 = _layout("HiNeRVConfigV2", {"motion"})
+_ModelV1 = _layout("HiNeRVConfigV1", {"motion", "luma"})
+_LEGACY = ((_ModelV2, 2, {"motion": None}), (_ModelV1, 1, {"motion": None, "luma": None}))
+
+
+def write_model_config(config: HiNeRVConfig) -> bytes:
+    """The MODEL payload: version 2's layout for a config without motion (the bytes such files always had)."""
+    if config.motion is not None:
+        return pack_dataclass(config)
+    return pack_dataclass(_ModelV2(**{f.name: getattr(config, f.name) for f in dataclasses.fields(_ModelV2)}))
 
 
 def read_model_config(payload: bytes) -> HiNeRVConfig:
-    """The MODEL section of any version: a version-1 payload (no luma stage) reads as the same model today."""
+    """The MODEL section of any version: an older payload reads as the same model today (no motion, no luma)."""
     try:
-        return unpack_dataclass(HiNeRVConfig, payload)
+        config = unpack_dataclass(HiNeRVConfig, payload)
+        if config.motion is None:  # one layout a config: without motion it is version 2's, not this one
+            raise BitstreamError("MODEL: a version-2 config written with a motion field")
+        return config
     except BitstreamError as current:
-        try:
-            old = unpack_dataclass(_ModelV1, payload)
-        except BitstreamError:
-            raise current from None
-        if old.version != 1:
-            raise current from None
-        fields = dataclasses.asdict(old)
-        fields.update(version=HiNeRVConfig.version, luma=None)
-        try:
-            return HiNeRVConfig(**fields)
-        except ValueError as e:
-            raise BitstreamError(f"invalid HiNeRVConfig in MODEL (version 1): {e}") from None
+        for layout, version, missing in _LEGACY:
+            try:
+                old = unpack_dataclass(layout, payload)
+            except BitstreamError:
+                continue
+            if old.version != version:
+                continue
+            fields = {f.name: getattr(old, f.name) for f in dataclasses.fields(layout)}
+            fields.update(version=2, **missing)
+            try:
+                return HiNeRVConfig(**fields)
+            except ValueError as e:
+                raise BitstreamError(f"invalid HiNeRVConfig in MODEL (version {version}): {e}") from None
+        raise current from None
 
 
 def read_bitstream(data: bytes, limits: DecodeLimits = DecodeLimits()) -> ParsedFile:

@@ -105,6 +105,9 @@ def main() -> None:
 @click.option("--luma-stage", type=click.Choice(["auto", "on", "off"]), default=DEFAULTS.luma_stage,
               show_default=True,
               help="End 4:2:0 models with a stage at luma resolution for Y (auto: from 3,000 parameters).")
+@click.option("--motion", type=click.Choice(["off", "global"]), default=DEFAULTS.motion, show_default=True,
+              help="global: estimate the camera's motion (phase correlation) and render each frame as a window "
+                   "of one larger canvas; for pans.")
 @click.option("--bits", type=int, default=DEFAULTS.bits, show_default=True, help="Bits per quantized weight.")
 @click.option("--prune", "prune_ratio", type=float, default=DEFAULTS.prune, show_default=True,
               help="Fraction of weights pruned (uniform; sbs and entropy prune by their rate term).")
@@ -157,8 +160,8 @@ def main() -> None:
               help="Write a JSON report (bytes, bpp, PSNR, MS-SSIM, params, times).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @_guarded
-def encode(input_path, output_path, preset, params, epochs, prune_epochs, width_ratio, min_width, luma_stage, bits,
-           prune_ratio, loss, frames, seed, lr, batch_size, patch_size, quant, lam, target_bpp, target_size, steps,
+def encode(input_path, output_path, preset, params, epochs, prune_epochs, width_ratio, min_width, luma_stage, motion,
+           bits, prune_ratio, loss, frames, seed, lr, batch_size, patch_size, quant, lam, target_bpp, target_size, steps,
            sbs_rate, sbs_prune, plugins, device, bf16, kernels, time_budget, teacher_cache, resume, json_path,
            quiet) -> None:
     """Encode IN (Y4M, or any container PyAV reads) into the bitstream OUT."""
@@ -167,9 +170,9 @@ def encode(input_path, output_path, preset, params, epochs, prune_epochs, width_
     from .encoder import encode as run_encode
 
     options = EncodeOptions(preset=preset, params=params, epochs=epochs, prune_epochs=prune_epochs,
-                            width_ratio=width_ratio, min_width=min_width, luma_stage=luma_stage, bits=bits,
-                            prune=prune_ratio, loss=loss, frames=frames, seed=seed, lr=lr, batch_size=batch_size,
-                            patch_size=patch_size, quant=quant, lam=lam, target_bpp=target_bpp,
+                            width_ratio=width_ratio, min_width=min_width, luma_stage=luma_stage, motion=motion,
+                            bits=bits, prune=prune_ratio, loss=loss, frames=frames, seed=seed, lr=lr,
+                            batch_size=batch_size, patch_size=patch_size, quant=quant, lam=lam, target_bpp=target_bpp,
                             target_size=target_size, steps=steps, sbs_rate=sbs_rate, sbs_prune=sbs_prune,
                             plugins=plugins, device=device, bf16=bf16, kernels=kernels, time_budget=time_budget,
                             teacher_cache=teacher_cache)
@@ -325,6 +328,8 @@ def format_info(desc: dict) -> str:
            if m.get("luma") else ""),
         f"            grid {m['grid_frames']}x{desc['base_size'][0]}x{desc['base_size'][1]}x{m['grid_channels']}, "
         f"local grids {m['local_frames']} frames x C_loc {m['local_channels']}",
+        *([f"motion      global: frames are windows of a {desc['canvas'][0]}x{desc['canvas'][1]} canvas "
+           f"({m['height']}x{m['width']} grid), {len(m['motion']['runs'])} runs of steps"] if m.get("motion") else []),
         "bytes       " + ", ".join(f"{k} {_bytes(v)}" for k, v in desc["breakdown"].items()),
         f"compute     {desc['macs_per_pixel']:,.0f} MACs per pixel to render a frame",
         *[line for p in desc.get("plugins", []) for line in _plugin_lines(p)],

@@ -37,6 +37,7 @@ def describe_file(path: str | os.PathLike) -> dict:
         "format_version": data[4],  # the oldest version with what the file uses (bitstream/FORMAT.md §2)
         "frames": frames, "video": asdict(fmt), "model": asdict(config),
         "params": count_parameters(model), "base_size": [config.base_height, config.base_width],
+        "canvas": [config.canvas_height, config.canvas_width],
         "plugins": [{"name": p.name, "options": p.options, "coded": p.coded, "data_bytes": len(p.data),
                      **({"summary": next(summaries)} if p.coded and p.name in PLUGINS else {})}
                     for p in parsed.plugins],

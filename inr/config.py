@@ -31,6 +31,100 @@ class LumaStage:
             raise ValueError("luma stage channels (<=4096), depth (<=64) or expansion (<=16) out of range")
 
 
+@dataclass(frozen=True)
+class MotionRun:
+    """``frames`` consecutive frames, each ``(dy, dx)`` steps further on the canvas than the one before."""
+
+    frames: int
+    dy: int
+    dx: int
+
+    def __post_init__(self) -> None:
+        _positive("motion run frames", self.frames)
+        for name in ("dy", "dx"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or abs(v) > MAX_MOTION_STEP:
+                raise ValueError(f"motion step {name} must be an integer within +-{MAX_MOTION_STEP}, got {v!r}")
+
+
+MAX_MOTION_STEP = 4096  # steps (1 / precision of an output-grid pixel) a frame may move from the one before
+MAX_MOTION_PRECISION = 16
+MAX_CANVAS_GROWTH = 4  # a canvas adds at most this many times the frame's size each way
+
+
+@dataclass(frozen=True)
+class GlobalMotion:
+    """Where each frame sits on a canvas larger than the frame (``HiNeRVConfig.motion``), as runs of steps.
+
+    A camera pan moves the content across the frame; the network then has to hold every position of it at every
+    time. With global motion it renders one canvas the camera looks at, and frame t is the window at its offset:
+    content that only moved stays put on the canvas. Positions are in steps of 1 / ``precision`` output-grid pixel
+    (4:2:0: 2, a luma pixel), so a pan of 3 luma pixels a frame is one run; a frame's window sits at its position
+    rounded to whole grid pixels (exact for the region planner, as any patch is). Frame 0 is at (``start_y``,
+    ``start_x``); the smallest position on each axis is 0, so the canvas is the frame grown by ``extent``.
+    """
+
+    precision: int  # steps an output-grid pixel
+    start_y: int
+    start_x: int
+    runs: tuple[MotionRun, ...]  # the steps of frames 1, 2, ... (their frames add up to the video's, less one)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.precision, int) or not 1 <= self.precision <= MAX_MOTION_PRECISION:
+            raise ValueError(f"motion precision must be 1..{MAX_MOTION_PRECISION}, got {self.precision!r}")
+        for name in ("start_y", "start_x"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"motion {name} must be a non-negative integer, got {v!r}")
+        lo, hi = [self.start_y, self.start_x], [self.start_y, self.start_x]
+        y, x = self.start_y, self.start_x
+        for run in self.runs:  # positions move linearly within a run: its ends bound it
+            y, x = y + run.frames * run.dy, x + run.frames * run.dx
+            lo, hi = [min(lo[0], y), min(lo[1], x)], [max(hi[0], y), max(hi[1], x)]
+        if lo != [0, 0]:
+            raise ValueError(f"motion positions must start at 0 on each axis (smallest {lo[0]}, {lo[1]})")
+        object.__setattr__(self, "_extent", (self._pixel(hi[0]), self._pixel(hi[1])))
+
+    def _pixel(self, position: int) -> int:
+        """A position rounded to whole output-grid pixels (halves up)."""
+        return (position + self.precision // 2) // self.precision
+
+    @property
+    def frames(self) -> int:
+        """Frames the motion places: one more than its steps."""
+        return 1 + sum(run.frames for run in self.runs)
+
+    @property
+    def extent(self) -> tuple[int, int]:
+        """(rows, cols) the canvas adds to the frame: the largest offsets."""
+        return self._extent
+
+    def offsets(self) -> list[tuple[int, int]]:
+        """(y, x) of every frame's window on the canvas, in output-grid pixels."""
+        y, x = self.start_y, self.start_x
+        out = [(self._pixel(y), self._pixel(x))]
+        for run in self.runs:
+            for _ in range(run.frames):
+                y, x = y + run.dy, x + run.dx
+                out.append((self._pixel(y), self._pixel(x)))
+        return out
+
+    @classmethod
+    def from_positions(cls, positions: list[tuple[int, int]], precision: int = 1) -> "GlobalMotion":
+        """The motion placing frame t at ``positions[t]`` (in steps; shifted so the smallest is 0 on each axis)."""
+        if not positions:
+            raise ValueError("motion needs the position of at least one frame")
+        y0, x0 = min(p[0] for p in positions), min(p[1] for p in positions)
+        runs: list[MotionRun] = []
+        for (ay, ax), (by, bx) in zip(positions, positions[1:]):
+            step = (by - ay, bx - ax)
+            if runs and (runs[-1].dy, runs[-1].dx) == step:
+                runs[-1] = MotionRun(runs[-1].frames + 1, *step)
+            else:
+                runs.append(MotionRun(1, *step))
+        return cls(precision, positions[0][0] - y0, positions[0][1] - x0, tuple(runs))
+
+
 LUMA_STRIDE = 2  # the luma stage's upsampling: 4:2:0 has two luma samples a chroma sample each way
 YUV420_CHANNELS = LUMA_STRIDE ** 2 + 2  # the output grid of 4:2:0 video: four luma samples, U, V
 
@@ -52,7 +146,8 @@ class HiNeRVConfig:
 
     The model maps a frame index to an output grid of ``height`` x ``width`` pixels with ``out_channels``
     channels (for 4:2:0 video: the chroma-plane size with 4 luma sub-pixels + U + V). The base grid has
-    ``ceil(height / prod(strides))`` rows; the padded output is cropped back to ``height`` x ``width``.
+    ``ceil(canvas_height / prod(strides))`` rows; the padded output is cropped back to ``height`` x ``width`` (with
+    ``motion``, the canvas is larger than the frame and each frame is its window at the frame's offset).
     """
 
     frames: int  # number of frames the model represents (T)
@@ -69,8 +164,11 @@ class HiNeRVConfig:
     local_channels: int  # C_loc of stage 1 local grids; stage n uses C_loc * 0.5**(n-1), level l * 2**l
     grid_levels: int = 2  # levels of the base temporal grid
     local_levels: int = 3  # temporal levels of the hierarchical encoding
-    version: int = 2  # bumped whenever the fields change (1: before ``luma``; ``codec.bitstream_io`` reads both)
+    # bumped whenever the fields change: 1 before ``luma``, 2 before ``motion``; a config without motion is written
+    # as version 2 (no motion field), so such files stay as they were (``codec.bitstream_io`` reads all three)
+    version: int = 2
     luma: LumaStage | None = None  # a full-resolution luma stage after the last one (4:2:0: out_channels 6)
+    motion: GlobalMotion | None = None  # frames are windows of a larger canvas (a global-motion model)
 
     def __post_init__(self) -> None:
         for name in ("frames", "height", "width", "out_channels", "grid_frames", "grid_channels",
@@ -89,8 +187,17 @@ class HiNeRVConfig:
             _positive("stride", s)
             if s > 16:
                 raise ValueError(f"strides must be at most 16, got {s}")
-        if self.version != 2:
-            raise ValueError(f"model config version {self.version} is not supported (expected 2)")
+        if self.motion is not None and self.version == 2:
+            object.__setattr__(self, "version", 3)  # the layout with the motion field
+        if self.version != (2 if self.motion is None else 3):
+            raise ValueError(f"model config version {self.version} is not supported (expected 2, or 3 with motion)")
+        if self.motion is not None:
+            if self.motion.frames != self.frames:
+                raise ValueError(f"the motion places {self.motion.frames} frames, the model has {self.frames}")
+            ey, ex = self.motion.extent
+            if ey > MAX_CANVAS_GROWTH * self.height or ex > MAX_CANVAS_GROWTH * self.width:
+                raise ValueError(f"a canvas of {self.height + ey}x{self.width + ex} for a {self.height}x{self.width} "
+                                 f"frame is over {MAX_CANVAS_GROWTH + 1} times the frame each way")
         if self.luma is not None and self.out_channels != YUV420_CHANNELS:
             raise ValueError(f"a luma stage needs a 4:2:0 output ({YUV420_CHANNELS} channels), "
                              f"got {self.out_channels}")
@@ -119,12 +226,21 @@ class HiNeRVConfig:
         return math.prod(self.strides)
 
     @property
+    def canvas_height(self) -> int:
+        """Rows of the output grid the network renders: the frame's, grown by the motion's extent."""
+        return self.height + (0 if self.motion is None else self.motion.extent[0])
+
+    @property
+    def canvas_width(self) -> int:
+        return self.width + (0 if self.motion is None else self.motion.extent[1])
+
+    @property
     def base_height(self) -> int:
-        return -(-self.height // self.upscale)
+        return -(-self.canvas_height // self.upscale)
 
     @property
     def base_width(self) -> int:
-        return -(-self.width // self.upscale)
+        return -(-self.canvas_width // self.upscale)
 
     @property
     def head_channels(self) -> int:

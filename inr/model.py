@@ -18,7 +18,9 @@ own encoding and blocks) feeds a Linear ─► sigmoid making Y at luma resoluti
 into the output's four luma channels.
 
 The output grid is padded to base * prod(strides) internally and cropped back. Any output region can be
-rendered alone (patch mode) and equals the same pixels of the whole frame: see ``inr.regions``.
+rendered alone (patch mode) and equals the same pixels of the whole frame: see ``inr.regions``. With global motion
+(``HiNeRVConfig.motion``) the network's output grid is a canvas larger than the frame, and frame t is the region
+at its offset on it.
 """
 from __future__ import annotations
 
@@ -79,6 +81,9 @@ class HiNeRV(nn.Module):
         self.sizes = c.stage_sizes()
         self.kernels = "auto"  # 'auto' | 'triton' | 'torch': how upsampling + encoding run (not in the bitstream)
         self.chunk_bytes = CPU_CHUNK_BYTES  # on a CPU, the largest map a batch chunk may make (0: one pass)
+        # (T, 2) window offsets of the frames on the canvas (global motion), or None: a lookup, not a parameter
+        self.offsets = (None if c.motion is None  # even under a meta-device context: a lookup the model indexes
+                        else torch.tensor(c.motion.offsets(), dtype=torch.long, device="cpu"))
 
     def set_kernels(self, mode: str) -> "HiNeRV":
         """Choose the upsample + hierarchical-encoding implementation: fused Triton kernels or PyTorch.
@@ -98,6 +103,8 @@ class HiNeRV(nn.Module):
     def forward(self, t: torch.Tensor, region: Region | None = None) -> torch.Tensor:
         """Render ``region`` (default: the whole frame) of frames ``t``.
 
+        With global motion (``HiNeRVConfig.motion``) each frame is the region moved to the frame's offset on the
+        canvas; frames of a batch at different offsets render apart, with the same quantized weights.
         On a CPU, a batch whose maps would pass ``chunk_bytes`` renders in chunks of frames, and a frame too large
         alone in bands of rows (``CPU_CHUNK_BYTES``): the same values as one pass, to float rounding.
 
@@ -111,6 +118,20 @@ class HiNeRV(nn.Module):
         y0, y1, x0, x1 = region
         if not (0 <= y0 < y1 <= self.config.height and 0 <= x0 < x1 <= self.config.width):
             raise ValueError(f"region {region} is outside the {self.config.height}x{self.config.width} output")
+        if self.offsets is None:
+            return self.render_region(t, region)
+        groups = frames_by_offset(self.offsets[t.cpu()])
+        shifted = lambda o: (y0 + o[0], y1 + o[0], x0 + o[1], x1 + o[1])  # noqa: E731
+        if len(groups) == 1:
+            return self.render_region(t, shifted(groups[0][0]))
+        with parametrize.cached():  # one set of quantized weights (and noise) for the batch, as in one pass
+            parts = [self.render_region(t[index.to(t.device)], shifted(offset)) for offset, index in groups]
+        order = torch.cat([index for _, index in groups]).to(t.device)
+        return torch.cat(parts)[torch.argsort(order)]
+
+    def render_region(self, t: torch.Tensor, region: Region) -> torch.Tensor:
+        """Frames ``t`` of ``region`` of the canvas (the frame itself without motion), in CPU chunks if large."""
+        y0, y1, x0, x1 = region
         plan = self.plan(region)
         if t.device.type != "cpu" or self.chunk_bytes <= 0:
             return self.render(t, plan)
@@ -184,6 +205,12 @@ class HiNeRV(nn.Module):
         return x[:, ys, xs], plan.keep[n]
 
 
+def frames_by_offset(offsets: torch.Tensor) -> list[tuple[tuple[int, int], torch.Tensor]]:
+    """The batch's frames grouped by their (B, 2) canvas offsets: ((y, x), positions in the batch) per offset."""
+    unique, inverse = torch.unique(offsets, dim=0, return_inverse=True)
+    return [((int(o[0]), int(o[1])), (inverse == k).nonzero().squeeze(1)) for k, o in enumerate(unique)]
+
+
 def cpu_chunks(batch: int, frame_bytes: int, limit: int = CPU_CHUNK_BYTES) -> int:
     """The fewest near-equal chunks (``tensor_split``) of ``batch`` frames whose largest keeps
     ``frames * frame_bytes`` within ``limit``; one frame a chunk when a frame alone passes it."""
@@ -230,7 +257,7 @@ def model_macs_per_pixel(model: HiNeRV) -> float:
         elif isinstance(module, nn.Conv2d):
             k = module.kernel_size[0] * module.kernel_size[1]
             total += positions(name) * module.out_channels * (module.in_channels // module.groups) * k
-    return total / (c.height * c.width)
+    return total / (c.canvas_height * c.canvas_width)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -253,4 +280,4 @@ def macs_per_pixel(config: HiNeRVConfig) -> float:
     total += area(sizes[len(c.strides)]) * c.channels[-1] * c.head_channels  # the head, on the output grid
     if c.luma is not None:  # and Y's, on the luma map
         total += area(sizes[-1]) * c.luma.channels
-    return total / (c.height * c.width)
+    return total / (c.canvas_height * c.canvas_width)  # a frame is a window of the canvas: the same work a pixel

@@ -17,7 +17,7 @@ import torch
 
 from common.registry import Registry
 
-from .config import YUV420_CHANNELS, HiNeRVConfig, LumaStage
+from .config import YUV420_CHANNELS, GlobalMotion, HiNeRVConfig, LumaStage
 
 
 @dataclass(frozen=True)
@@ -128,14 +128,15 @@ def width_ratio(params: int) -> float:
 def _make_config(height: int, width: int, frames: int, out_channels: int, strides: tuple[int, ...],
                  width_c: int, grid_channels: int, grid_frames: int, local_frames: int,
                  ladder: WidthLadder, depth: int = 3,
-                 luma: LumaStage | None = None, final_expansion: int = 1) -> HiNeRVConfig:
+                 luma: LumaStage | None = None, final_expansion: int = 1,
+                 motion: GlobalMotion | None = None) -> HiNeRVConfig:
     n = len(strides)
     channels = ladder.widths(width_c, n)
     return HiNeRVConfig(
         frames=frames, height=height, width=width, out_channels=out_channels, strides=strides,
         channels=channels, depths=(depth,) * (n - 1) + (1,), expansions=(4,) * (n - 1) + (final_expansion,),
         grid_frames=grid_frames, grid_channels=grid_channels, local_frames=local_frames,
-        local_channels=2 * grid_channels, luma=luma)
+        local_channels=2 * grid_channels, luma=luma, motion=motion)
 
 
 def _grid_parameters(base_area: int, strides: tuple[int, ...], grid_frames: int, local_frames: int,
@@ -179,7 +180,8 @@ def model_budget(height: int, width: int, frames: int, out_channels: int, preset
 
 def build_config(height: int, width: int, frames: int, out_channels: int, preset: str = "s",
                  params: int | None = None, ladder: WidthLadder = WidthLadder(),
-                 depth: int | None = None, luma: bool | None = None) -> HiNeRVConfig:
+                 depth: int | None = None, luma: bool | None = None,
+                 motion: GlobalMotion | None = None) -> HiNeRVConfig:
     """The config for an output grid of ``height`` x ``width`` x ``frames`` at a preset or a parameter budget.
 
     Args:
@@ -191,6 +193,7 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
         ladder: how the widths fall from stage to stage (without a ratio: ``width_ratio`` of the budget).
         depth: blocks in each stage but the last; None: ``stage_depth`` of the budget.
         luma: a full-resolution luma stage (``luma_stage``): None decides by the budget.
+        motion: global motion: the network renders a canvas grown by its extent (the budget stays the frames').
     """
     spec = PRESETS.get(preset)
     params = model_budget(height, width, frames, out_channels, preset, params)
@@ -199,9 +202,10 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
     depth = stage_depth(params) if depth is None else depth
     ladder, expansion = ladder.for_budget(params), last_expansion(params)
     luma_cfg = luma_stage(params, out_channels, luma)
-    strides = choose_strides(height, width)
+    canvas_h, canvas_w = (height, width) if motion is None else (height + motion.extent[0], width + motion.extent[1])
+    strides = choose_strides(canvas_h, canvas_w)
     up = math.prod(strides)
-    base_area = -(-height // up) * -(-width // up)
+    base_area = -(-canvas_h // up) * -(-canvas_w // up)
     grid_frames, local_frames = max(1, round(frames / 4)), frames
     # A 2-level grid holds ~2 * T_grid * area * C_grid parameters.
     grid_channels = max(1, round(spec.grid_fraction * params / (2 * grid_frames * base_area)))
@@ -212,11 +216,11 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
     best = None
     for width_c in range(8, 4097, 4):
         cfg = _make_config(height, width, frames, out_channels, strides, width_c, grid_channels,
-                           grid_frames, local_frames, ladder, depth, luma_cfg, expansion)
+                           grid_frames, local_frames, ladder, depth, luma_cfg, expansion, motion)
         if config_parameters(cfg) > params:
             break
         best = cfg
     if best is None:
         best = _make_config(height, width, frames, out_channels, strides, 8, grid_channels, grid_frames,
-                            local_frames, ladder, depth, luma_cfg, expansion)
+                            local_frames, ladder, depth, luma_cfg, expansion, motion)
     return best

@@ -358,12 +358,11 @@ def mutate_fields(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
     """
     from bitstream.container import SectionType, read_container, write_container
     from bitstream.fields import pack_dataclass, unpack_dataclass
-    from codec.bitstream_io import StreamInfo
-    from inr.config import HiNeRVConfig
+    from codec.bitstream_io import StreamInfo, read_model_config, write_model_config
 
     sections = {s.type: s.payload for s in read_container(data) if s.type != SectionType.END}
     objs = {SectionType.VIDEO: unpack_dataclass(StreamInfo, sections[SectionType.VIDEO]),
-            SectionType.MODEL: unpack_dataclass(HiNeRVConfig, sections[SectionType.MODEL])}
+            SectionType.MODEL: read_model_config(sections[SectionType.MODEL])}
     for which, leaf, choice in edits:
         key = (SectionType.VIDEO, SectionType.MODEL)[which % 2]
         leaves = _flatten(objs[key])
@@ -371,7 +370,7 @@ def mutate_fields(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
         objs[key] = _replace(objs[key], path, _leaf_value(old, choice))
     for key, obj in objs.items():
         try:
-            sections[key] = pack_dataclass(obj)
+            sections[key] = write_model_config(obj) if key == SectionType.MODEL else pack_dataclass(obj)
         except (TypeError, ValueError, OverflowError):  # a value the format cannot even carry: leave it
             pass
     return write_container([(k, v) for k, v in sections.items()])

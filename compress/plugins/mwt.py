@@ -437,7 +437,8 @@ class MwT(Plugin):
         if self.keep is None or self.starts is None:
             return {"segments": len(self.starts or [])}
         frames, config = model.config.frames, model.config
-        full = model_macs_per_pixel(model) * config.height * config.width  # per frame, every channel
+        # the canvas's MACs (the frame's, without motion), every channel: block_positions counts the same map
+        full = model_macs_per_pixel(model) * config.canvas_height * config.canvas_width
         per_block = [(p, blk) for p, (_, _, blk) in zip(block_positions(model), blocks_of(model))]
         rows = []
         for s, (a, b) in enumerate(zip(self.starts, self.starts[1:] + [frames])):

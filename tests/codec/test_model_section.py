@@ -1,4 +1,5 @@
-"""The MODEL section: today's config (with its luma stage) round-trips, and version-1 payloads still read."""
+"""The MODEL section: today's config (with its luma stage, with global motion) round-trips, a config without
+motion keeps version 2's bytes, and version-1 payloads still read."""
 import dataclasses
 from pathlib import Path
 
@@ -7,8 +8,8 @@ import pytest
 from bitstream.container import SectionType
 from bitstream.errors import BitstreamError
 from bitstream.fields import pack_dataclass
-from codec.bitstream_io import _ModelV1, _sections, read_file_bytes, read_model_config
-from inr.config import HiNeRVConfig, LumaStage
+from codec.bitstream_io import _ModelV1, _ModelV2, _sections, read_file_bytes, read_model_config, write_model_config
+from inr.config import GlobalMotion, HiNeRVConfig, LumaStage
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "v1_entropy.bin"
 
@@ -19,23 +20,37 @@ def config(**kw) -> HiNeRVConfig:
     return HiNeRVConfig(**{**base, **kw})
 
 
+PAN = GlobalMotion.from_positions([(0, 0), (1, 3), (2, 6), (3, 9)], precision=2)
+
+
 @pytest.mark.parametrize("luma", [None, LumaStage(8), LumaStage(12, depth=2, expansion=3)])
-def test_todays_config_round_trips(luma):
-    cfg = config(luma=luma)
-    assert read_model_config(pack_dataclass(cfg)) == cfg
+@pytest.mark.parametrize("motion", [None, PAN])
+def test_todays_config_round_trips(luma, motion):
+    cfg = config(luma=luma, motion=motion)
+    assert read_model_config(write_model_config(cfg)) == cfg
+    assert cfg.version == (3 if motion else 2)
+
+
+def test_a_config_without_motion_keeps_version_2s_bytes():
+    cfg = config(luma=LumaStage(8))
+    v2 = _ModelV2(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(_ModelV2)})
+    assert write_model_config(cfg) == pack_dataclass(v2)
+    assert len(write_model_config(config(luma=LumaStage(8), motion=PAN))) > len(pack_dataclass(v2))
+    with pytest.raises(BitstreamError, match="motion field"):  # one layout a config: no absent-motion byte
+        read_model_config(pack_dataclass(cfg))
 
 
 def test_a_version_1_payload_reads_as_the_same_model_without_a_luma_stage():
     payload = _sections(read_file_bytes(FIXTURE))[SectionType.MODEL]
     cfg = read_model_config(payload)
-    assert cfg.luma is None and cfg.version == HiNeRVConfig.version == 2
+    assert cfg.luma is None and cfg.motion is None and cfg.version == HiNeRVConfig.version == 2
     old = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(_ModelV1) if f.name != "version"}
     assert pack_dataclass(_ModelV1(**old, version=1)) == payload  # the same fields, v1's layout
-    assert pack_dataclass(cfg) != payload  # today's layout has the luma field
+    assert write_model_config(cfg) != payload  # version 2's layout has the luma field
 
 
 def test_bad_payloads_are_refused_with_the_current_layouts_error():
-    good = pack_dataclass(config(luma=LumaStage(8)))
+    good = write_model_config(config(luma=LumaStage(8), motion=PAN))
     with pytest.raises(BitstreamError):
         read_model_config(good[:-1])  # truncated
     with pytest.raises(BitstreamError):

@@ -171,6 +171,29 @@ def test_a_luma_stage_encode_decodes_to_its_report(clip, tmp_path):
     assert "luma_head.weight" in {t["name"] for t in tensors}
 
 
+def test_a_global_motion_encode_decodes_to_its_report(tmp_path):
+    """--motion global on a pan: the file carries the motion (hinerv info says so) and decodes to the report."""
+    from codec.y4m import write_y4m
+    from eval.datasets.validation import rgb_to_video
+
+    image = make_clip(tmp_path / "c.y4m", frames=1).planes[0][0]
+    rgb = np.repeat(image[..., None], 3, axis=-1)
+    clip = tmp_path / "pan.y4m"  # 4 frames of 64x48 panning 4 luma pixels a frame (2 on the 4:2:0 grid)
+    write_y4m(clip, rgb_to_video(np.stack([rgb[40:88, 20 + 4 * t:84 + 4 * t] for t in range(4)])))
+    out, rep, dec = tmp_path / "m.bin", tmp_path / "m.json", tmp_path / "m.y4m"
+    r = _cli(["encode", str(clip), str(out), "--preset", "xs", "--motion", "global", "--epochs", "3",
+              "--json", str(rep), "-q"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(rep.read_text())
+    r = _cli(["decode", str(out), str(dec), "-q"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    m = evaluate(read_y4m(clip), read_y4m(dec))
+    assert report["psnr_yuv"] == pytest.approx(m.psnr_yuv, abs=1e-9)
+    info = json.loads(_cli(["info", str(out), "--json"], tmp_path).stdout)
+    assert info["canvas"] == [24, 32 + 6] and info["model"]["motion"]["runs"] == [{"frames": 3, "dy": 0, "dx": 4}]
+    assert "windows of a 24x38 canvas" in _cli(["info", str(out)], tmp_path).stdout
+
+
 def test_a_luma_stage_is_refused_for_video_other_than_420(tmp_path):
     from codec.video import Video, VideoFormat
     from codec.y4m import write_y4m

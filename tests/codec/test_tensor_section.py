@@ -12,7 +12,8 @@ from bitstream.errors import BitstreamError
 from bitstream.fields import pack_dataclass
 from bitstream.packed import BITS, COMPACT, IMPLICIT_SHAPES, NO_META
 from bitstream.tensors import encode_tensors
-from codec.bitstream_io import PluginRecord, PluginsSection, StreamInfo, read_bitstream, write_bitstream
+from codec.bitstream_io import (PluginRecord, PluginsSection, StreamInfo, read_bitstream, write_bitstream,
+                                write_model_config)
 from codec.info import describe_file
 from codec.layout import PlaneLayout
 from codec.video import VideoFormat
@@ -53,7 +54,7 @@ def test_a_file_leaves_the_shapes_to_the_model_section():
     _same(tensors, read_bitstream(data).tensors)
     # the same tensors in a version-1 TENSORS section take more bytes
     v1 = write_container([(SectionType.VIDEO, pack_dataclass(StreamInfo(FMT, 2))),
-                          (SectionType.MODEL, pack_dataclass(config)),
+                          (SectionType.MODEL, write_model_config(config)),
                           (SectionType.TENSORS, encode_tensors(tensors))])
     assert v1[4] == 1
     _same(tensors, read_bitstream(v1).tensors)

@@ -29,11 +29,11 @@ from bitstream.container import SectionType, read_container, write_container
 from bitstream.errors import BitstreamError
 from bitstream.fields import pack_dataclass
 from codec import bitstream_io
-from codec.bitstream_io import StreamInfo, read_bitstream, write_bitstream
+from codec.bitstream_io import StreamInfo, read_bitstream, write_bitstream, write_model_config
 from codec.cli import main as cli
 from codec.video import VideoFormat
 from bitstream.tensors import QuantizedTensor
-from inr.config import MAX_PARAMETERS, HiNeRVConfig, LumaStage
+from inr.config import MAX_PARAMETERS, GlobalMotion, HiNeRVConfig, LumaStage
 from inr.model import HiNeRV, count_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,8 +212,14 @@ def _hostile_files(tmp: Path) -> dict[str, Path]:
     huge_model = _unchecked(HiNeRVConfig, **base | {"strides": (1,) * 8, "channels": (4096,) * 8,
                                                     "depths": (64,) * 8, "expansions": (16,) * 8})
     files["model"] = write_container([(SectionType.VIDEO, pack_dataclass(StreamInfo(fmt, frames))),
-                                      (SectionType.MODEL, pack_dataclass(huge_model)),
+                                      (SectionType.MODEL, write_model_config(huge_model)),
                                       (SectionType.PACKED_TENSORS, read_container(SEEDS[0])[2].payload)])
+    # A global motion 4,096 grid pixels a frame: a canvas hundreds of frames wide, from a few bytes of runs.
+    pan = GlobalMotion.from_positions([(0, 4096 * t) for t in range(frames)])
+    wide_canvas = _unchecked(HiNeRVConfig, **base | {"motion": pan, "version": 3})
+    files["canvas"] = write_container([(SectionType.VIDEO, pack_dataclass(StreamInfo(fmt, frames))),
+                                       (SectionType.MODEL, write_model_config(wide_canvas)),
+                                       (SectionType.PACKED_TENSORS, read_container(SEEDS[0])[2].payload)])
     # 100000 frames of 2048x2048 (630 GB of samples) from a consistent model with zero weights.
     big = dataclasses.replace(config, height=1024, width=1024, frames=100_000)
     files["output"] = write_bitstream(dataclasses.replace(fmt, width=2048, height=2048), 100_000, big,
@@ -269,6 +275,7 @@ def hostile_outcomes(tmp_path_factory):
 
 @pytest.mark.parametrize("case,message", [
     ("model", "over the limit of"),
+    ("canvas", "canvas of"),
     pytest.param("output", "decoded video would take", marks=NEEDS_DECODE_CHECK),
     pytest.param("activation", "feature map", marks=NEEDS_DECODE_CHECK),
 ])
