@@ -105,9 +105,9 @@ def main() -> None:
 @click.option("--luma-stage", type=click.Choice(["auto", "on", "off"]), default=DEFAULTS.luma_stage,
               show_default=True,
               help="End 4:2:0 models with a stage at luma resolution for Y (auto: from 3,000 parameters).")
-@click.option("--motion", type=click.Choice(["off", "global"]), default=DEFAULTS.motion, show_default=True,
-              help="global: estimate the camera's motion (phase correlation) and render each frame as a window "
-                   "of one larger canvas; for pans.")
+@click.option("--motion", type=click.Choice(["auto", "off", "global"]), default=DEFAULTS.motion, show_default=True,
+              help="Estimate the camera's motion (phase correlation) and render each frame as a window of one larger "
+                   "canvas: global takes any motion found, auto a path spanning 10% of the frame or more.")
 @click.option("--bits", type=int, default=DEFAULTS.bits, show_default=True, help="Bits per quantized weight.")
 @click.option("--prune", "prune_ratio", type=float, default=DEFAULTS.prune, show_default=True,
               help="Fraction of weights pruned (uniform; sbs and entropy prune by their rate term).")

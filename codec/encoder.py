@@ -30,7 +30,7 @@ from .decoder import model_on_meta
 from .fileio import atomic_write_bytes, check_writable
 from .info import measured_macs_per_pixel
 from .layout import PlaneLayout
-from .motion import estimate_motion
+from .motion import MOTION_MODES, choose_motion
 from .teacher import TeacherSettings, TeacherStore, provide_teachers
 from .train import StageSpec, TrainConfig, TrainingData, run_stages
 from .video import read_video
@@ -39,7 +39,6 @@ from .video import read_video
 # and of the sweep's record of what decided a point
 RUNTIME_FIELDS = ("kernels", "teacher_cache")
 LUMA_STAGE_CHOICES = {"auto": None, "on": True, "off": False}  # --luma-stage -> inr.presets.build_config's luma
-MOTION_CHOICES = ("off", "global")  # --motion: 'global' renders frames as windows of a canvas (codec.motion)
 AUTO_PATCH_MAX_PIXELS = 256 * 256  # frames with larger output grids train on patches by default
 
 
@@ -57,7 +56,7 @@ class EncodeOptions:
     #                                   (inr.presets.width_ratio: 0.85 at 3,000-200,000 parameters, else 0.5)
     min_width: int = 4  # no stage narrower than this
     luma_stage: str = "auto"  # a full-resolution luma stage (4:2:0): 'on', 'off', 'auto' (inr.presets.luma_stage)
-    motion: str = "off"  # 'global': estimate the camera's motion and render frames as windows of a canvas
+    motion: str = "off"  # global motion (codec.motion.choose_motion): frames rendered as windows of a canvas
     bits: int = 6  # bits per quantized weight (uniform; sbs: outside the search)
     prune: float = 0.15  # fraction of weights pruned (global magnitude, uniform); 0 disables the stage
     loss: str = "yuvlog"  # see codec.losses.LOSSES
@@ -109,8 +108,8 @@ class EncodeOptions:
         self.ladder()  # validates --width-ratio, --min-width
         if self.luma_stage not in LUMA_STAGE_CHOICES:
             raise ValueError(f"--luma-stage must be one of {', '.join(LUMA_STAGE_CHOICES)}, got {self.luma_stage!r}")
-        if self.motion not in MOTION_CHOICES:
-            raise ValueError(f"--motion must be one of {', '.join(MOTION_CHOICES)}, got {self.motion!r}")
+        if self.motion not in MOTION_MODES:
+            raise ValueError(f"--motion must be one of {', '.join(MOTION_MODES)}, got {self.motion!r}")
         TrainConfig(batch_size=self.batch_size, patch_size=self.patch_size or 0, loss=self.loss, seed=self.seed)
         if self.time_budget is not None:
             if not self.time_budget > 0:
@@ -301,8 +300,8 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     preset, budget = resolve_model_size(options, pixels, quantizer.bits_per_param())
     sized = (*layout.grid_size, video.num_frames, layout.channels, preset if budget is None else "s", budget)
     ladder = options.ladder().for_budget(model_budget(*sized))  # the teachers' widths fall alike
-    motion = estimate_motion(video.planes[0], (layout.sy, layout.sx)) if options.motion == "global" else None
-    config = build_config(*sized, ladder, luma=options.luma(), motion=motion)
+    motion = choose_motion(video.planes[0], (layout.sy, layout.sx), layout.grid_size, options.motion)
+    config = build_config(*sized, ladder, luma=options.luma(), motion=motion.motion)
     # what shapes the result (checkpointed, fingerprinted); plugins first: a plugin that reshapes the model at a
     # stage (low-rank factors) does so before the quantizer attaches to what is there
     hooks = HookList(plugins + quantizer.hooks())
@@ -314,12 +313,14 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
     log(f"{fmt.width}x{fmt.height} {fmt.chroma} {fmt.bit_depth}-bit, {video.num_frames} frames -> HiNeRV "
         f"{preset if options.params is None else 'custom'}: {params:,} parameters, strides {config.strides}, "
         f"widths {config.channels}" + (f", a luma stage {config.luma.channels} wide" if config.luma else "")
-        + (f"; global motion: a {config.canvas_height}x{config.canvas_width} canvas for the {config.height}x"
-           f"{config.width} grid" if motion else "; global motion: none found" if options.motion == "global" else "")
         + (f"; plugins {', '.join(options.plugins)}" if plugins else ""))
+    notes = [motion.line] if motion.note else []
+    if motion.line is not None:
+        log(f"note: {motion.line}" if motion.note else motion.line)
     note = target_note(options, pixels, params, quantizer.reachable_bits_per_param(), quantizer.collapse_below)
     if note is not None:
         log(f"note: {note}")
+        notes.append(note)
     patch = options.resolved_patch_size(layout.grid_size)
     train_cfg = TrainConfig(options.batch_size, patch, loss=options.loss, seed=options.seed)
     data = TrainingData(grid, fmt.max_value, layout, options.batch_size, patch, device)
@@ -360,4 +361,4 @@ def _encode(input_path, output_path, options: EncodeOptions, resume: bool, progr
         options=dataclasses.asdict(options), estimated_bytes=estimate,
         plugins={spec.canonical(): p.summary(model) for spec, p in zip(specs, plugins)},
         teacher_seconds=teacher_seconds, teachers=[dataclasses.asdict(t) for t in teachers],
-        notes=[] if note is None else [note])
+        notes=notes)

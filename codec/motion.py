@@ -7,9 +7,11 @@ pixels: ``inr.config.GlobalMotion``, which the model renders frames as windows o
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from inr.config import GlobalMotion
+from inr.config import MAX_CANVAS_GROWTH, GlobalMotion
 
 # A frame pair whose correlation peak is below this (a fraction of the energy in one translation) has no motion
 # the whole frame shares (a cut, a scene moving on its own): its step is 0. A clean pan peaks near 1.
@@ -18,6 +20,11 @@ MIN_PEAK = 0.15
 # shifted is at most this share of the difference unshifted. A small object crossing a flat still scene can win
 # the correlation (the validation set's surveillance clip: 2 px a frame, at 0.60-0.66 of it); pans come to ~0.
 MAX_RESIDUAL = 0.5
+# --motion auto takes a path that spans at least this share of the frame on one axis. Smaller paths are camera
+# shake, and the tune clips' one (carphone: 1 grid pixel each way, frames shifted by it now and then) lost 0.4-0.6
+# dB PSNR-YUV with them (docs/results.md); pans and a tilting camera span 30-300% and gained.
+AUTO_MIN_SPAN = 0.1
+MOTION_MODES = ("auto", "off", "global")  # --motion
 
 
 def _subpixel(c_minus: float, c0: float, c_plus: float) -> float:
@@ -83,3 +90,36 @@ def estimate_motion(luma: np.ndarray, grid_scale: tuple[int, int], min_peak: flo
     positions = [(int(round(y / scale[0])), int(round(x / scale[1]))) for y, x in path]
     motion = GlobalMotion.from_positions(positions, precision)
     return motion if len(set(motion.offsets())) > 1 else None
+
+
+class MotionChoice(NamedTuple):
+    """What ``--motion`` made of a clip: the motion to render with (or None) and a line for the user."""
+
+    motion: GlobalMotion | None
+    line: str | None
+    note: bool = False  # the line is a warning (the encoder's report keeps it among its notes)
+
+
+def choose_motion(luma: np.ndarray, grid_scale: tuple[int, int], grid_size: tuple[int, int],
+                  mode: str) -> MotionChoice:
+    """The motion an encode renders its frames with under ``--motion mode``.
+
+    'global' takes any motion found, 'auto' one that spans ``AUTO_MIN_SPAN`` of the frame, 'off' none; neither
+    takes a path whose canvas would pass ``MAX_CANVAS_GROWTH`` times the frame (it says so).
+    """
+    if mode not in MOTION_MODES:
+        raise ValueError(f"--motion must be one of {', '.join(MOTION_MODES)}, got {mode!r}")
+    if mode == "off":
+        return MotionChoice(None, None)
+    motion = estimate_motion(luma, grid_scale)
+    if motion is None:
+        return MotionChoice(None, "global motion: none found")
+    (ey, ex), (h, w) = motion.extent, grid_size
+    spans = f"the camera's path spans {ey}x{ex} grid pixels"
+    if not motion.fits(h, w):
+        return MotionChoice(None, f"{spans}, over {MAX_CANVAS_GROWTH} times the frame: encoded without global "
+                                  "motion", note=True)
+    if mode == "auto" and max(ey / h, ex / w) < AUTO_MIN_SPAN:
+        return MotionChoice(None, f"global motion: {spans}, under {AUTO_MIN_SPAN:.0%} of the frame: not used "
+                                  "(--motion global uses it)")
+    return MotionChoice(motion, f"global motion: frames are windows of a {h + ey}x{w + ex} canvas ({spans})")

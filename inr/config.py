@@ -59,9 +59,10 @@ class GlobalMotion:
     A camera pan moves the content across the frame; the network then has to hold every position of it at every
     time. With global motion it renders one canvas the camera looks at, and frame t is the window at its offset:
     content that only moved stays put on the canvas. Positions are in steps of 1 / ``precision`` output-grid pixel
-    (4:2:0: 2, a luma pixel), so a pan of 3 luma pixels a frame is one run; a frame's window sits at its position
-    rounded to whole grid pixels (exact for the region planner, as any patch is). Frame 0 is at (``start_y``,
-    ``start_x``); the smallest position on each axis is 0, so the canvas is the frame grown by ``extent``.
+    (4:2:0: 2, a luma pixel), so a pan of 3 luma pixels a frame is one run; a frame's window on the grid sits at its
+    position rounded to whole grid pixels, and with a luma stage and ``precision`` 2 its luma window at the position
+    itself (both exact for the region planner, as any patch is). Frame 0 is at (``start_y``, ``start_x``); the
+    smallest position on each axis is 0, so the canvas is the frame grown by ``extent``.
     """
 
     precision: int  # steps an output-grid pixel
@@ -99,15 +100,21 @@ class GlobalMotion:
         """(rows, cols) the canvas adds to the frame: the largest offsets."""
         return self._extent
 
-    def offsets(self) -> list[tuple[int, int]]:
-        """(y, x) of every frame's window on the canvas, in output-grid pixels."""
-        y, x = self.start_y, self.start_x
-        out = [(self._pixel(y), self._pixel(x))]
+    def fits(self, height: int, width: int) -> bool:
+        """Whether the canvas for a ``height`` x ``width`` frame is within ``MAX_CANVAS_GROWTH`` of it each way."""
+        return self.extent[0] <= MAX_CANVAS_GROWTH * height and self.extent[1] <= MAX_CANVAS_GROWTH * width
+
+    def positions(self) -> list[tuple[int, int]]:
+        """(y, x) of every frame on the canvas, in steps."""
+        out = [(self.start_y, self.start_x)]
         for run in self.runs:
             for _ in range(run.frames):
-                y, x = y + run.dy, x + run.dx
-                out.append((self._pixel(y), self._pixel(x)))
+                out.append((out[-1][0] + run.dy, out[-1][1] + run.dx))
         return out
+
+    def offsets(self) -> list[tuple[int, int]]:
+        """(y, x) of every frame's window on the canvas, in output-grid pixels."""
+        return [(self._pixel(y), self._pixel(x)) for y, x in self.positions()]
 
     @classmethod
     def from_positions(cls, positions: list[tuple[int, int]], precision: int = 1) -> "GlobalMotion":
@@ -195,7 +202,7 @@ class HiNeRVConfig:
             if self.motion.frames != self.frames:
                 raise ValueError(f"the motion places {self.motion.frames} frames, the model has {self.frames}")
             ey, ex = self.motion.extent
-            if ey > MAX_CANVAS_GROWTH * self.height or ex > MAX_CANVAS_GROWTH * self.width:
+            if not self.motion.fits(self.height, self.width):
                 raise ValueError(f"a canvas of {self.height + ey}x{self.width + ex} for a {self.height}x{self.width} "
                                  f"frame is over {MAX_CANVAS_GROWTH + 1} times the frame each way")
         if self.luma is not None and self.out_channels != YUV420_CHANNELS:

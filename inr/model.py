@@ -81,9 +81,8 @@ class HiNeRV(nn.Module):
         self.sizes = c.stage_sizes()
         self.kernels = "auto"  # 'auto' | 'triton' | 'torch': how upsampling + encoding run (not in the bitstream)
         self.chunk_bytes = CPU_CHUNK_BYTES  # on a CPU, the largest map a batch chunk may make (0: one pass)
-        # (T, 2) window offsets of the frames on the canvas (global motion), or None: a lookup, not a parameter
-        self.offsets = (None if c.motion is None  # even under a meta-device context: a lookup the model indexes
-                        else torch.tensor(c.motion.offsets(), dtype=torch.long, device="cpu"))
+        # (T, 4) windows of the frames on the canvas (global motion): grid offset (y, x), luma shift; or None
+        self.windows = None if c.motion is None else frame_windows(c)
 
     def set_kernels(self, mode: str) -> "HiNeRV":
         """Choose the upsample + hierarchical-encoding implementation: fused Triton kernels or PyTorch.
@@ -118,42 +117,46 @@ class HiNeRV(nn.Module):
         y0, y1, x0, x1 = region
         if not (0 <= y0 < y1 <= self.config.height and 0 <= x0 < x1 <= self.config.width):
             raise ValueError(f"region {region} is outside the {self.config.height}x{self.config.width} output")
-        if self.offsets is None:
+        if self.windows is None:
             return self.render_region(t, region)
-        groups = frames_by_offset(self.offsets[t.cpu()])
+        groups = frames_by_offset(self.windows[t.cpu()])
         shifted = lambda o: (y0 + o[0], y1 + o[0], x0 + o[1], x1 + o[1])  # noqa: E731
         if len(groups) == 1:
-            return self.render_region(t, shifted(groups[0][0]))
+            return self.render_region(t, shifted(groups[0][0]), groups[0][0][2:])
         with parametrize.cached():  # one set of quantized weights (and noise) for the batch, as in one pass
-            parts = [self.render_region(t[index.to(t.device)], shifted(offset)) for offset, index in groups]
+            parts = [self.render_region(t[index.to(t.device)], shifted(w), w[2:]) for w, index in groups]
         order = torch.cat([index for _, index in groups]).to(t.device)
         return torch.cat(parts)[torch.argsort(order)]
 
-    def render_region(self, t: torch.Tensor, region: Region) -> torch.Tensor:
-        """Frames ``t`` of ``region`` of the canvas (the frame itself without motion), in CPU chunks if large."""
+    def render_region(self, t: torch.Tensor, region: Region, luma_shift: tuple[int, int] = (0, 0)) -> torch.Tensor:
+        """Frames ``t`` of ``region`` of the canvas (the frame itself without motion), in CPU chunks if large;
+        ``luma_shift``: luma samples the luma window sits off the grid window's (``plan``)."""
         y0, y1, x0, x1 = region
-        plan = self.plan(region)
+        plan = self.plan(region, luma_shift)
         if t.device.type != "cpu" or self.chunk_bytes <= 0:
-            return self.render(t, plan)
+            return self.render(t, plan, region)
         frame_bytes = self.largest_activation(plan)
-        chunks, bands = cpu_chunks(t.shape[0], frame_bytes, self.chunk_bytes), [plan]
+        chunks, bands = cpu_chunks(t.shape[0], frame_bytes, self.chunk_bytes), [region]
         if frame_bytes > self.chunk_bytes:  # one frame alone is too large: render it in bands of rows
             n = min(y1 - y0, -(-2 * frame_bytes // self.chunk_bytes))  # half the limit: room for the halos
             rows = [y0 + (y1 - y0) * i // n for i in range(n + 1)]
-            bands = [self.plan((a, b, x0, x1)) for a, b in zip(rows, rows[1:])]
+            bands = [(a, b, x0, x1) for a, b in zip(rows, rows[1:])]
         if chunks == 1 and len(bands) == 1:
-            return self.render(t, plan)
+            return self.render(t, plan, region)
+        plans = [self.plan(band, luma_shift) for band in bands]
         with parametrize.cached():  # quantized weights (and their noise) once per batch, as in one pass
-            return torch.cat([torch.cat([self.render(part, band) for band in bands], dim=1)
+            return torch.cat([torch.cat([self.render(part, p, band) for p, band in zip(plans, bands)], dim=1)
                               for part in t.tensor_split(chunks)])
 
-    def plan(self, region: Region) -> RenderPlan:
+    def plan(self, region: Region, luma_shift: tuple[int, int] = (0, 0)) -> RenderPlan:
         """What every stage computes to render ``region`` of the output grid (``inr.regions.plan_regions``); with
-        a luma stage the plan ends at the same region of the luma map, ``LUMA_STRIDE`` times larger."""
+        a luma stage the plan ends at the same region of the luma map, ``LUMA_STRIDE`` times larger, moved by
+        ``luma_shift`` luma samples (-1 or 0 each way: global motion places luma to the sample, the grid to the
+        grid pixel; the grid region is then still inside what the last regular stage keeps)."""
         shapes = self.config.stage_shapes()
         strides, depths = tuple(s.stride for s in shapes), tuple(s.depth for s in shapes)
         if self.config.luma is not None:
-            region = tuple(LUMA_STRIDE * v for v in region)
+            region = luma_window(region, luma_shift)
         return plan_regions(region, self.sizes, strides, depths)
 
     def largest_activation(self, plan: RenderPlan) -> int:
@@ -165,8 +168,8 @@ class HiNeRV(nn.Module):
             largest = max(largest, upsampled, area(blocks) * max(s.in_channels, s.out_channels * s.expansion))
         return 4 * largest
 
-    def render(self, t: torch.Tensor, plan: RenderPlan) -> torch.Tensor:
-        """Frames ``t`` of the output region ``plan`` was made for: (B, h, w, out_channels)."""
+    def render(self, t: torch.Tensor, plan: RenderPlan, region: Region) -> torch.Tensor:
+        """Frames ``t`` of the output ``region`` ``plan`` was made for: (B, h, w, out_channels)."""
         x = self.grid(t, plan.stem)  # (B, h, w, C_grid_total)
         x = depthwise_conv_nhwc(self.stem, x)  # (B, h, w, C_1)
         x = x[:, crop_to(plan.stem, plan.stem_out)[0], crop_to(plan.stem, plan.stem_out)[1]]
@@ -177,8 +180,8 @@ class HiNeRV(nn.Module):
             x, current = self.run_stage(n, x, t, current, plan, impl)
         if self.luma_head is None:
             return torch.sigmoid(self.head(x))  # (B, y1-y0, x1-x0, out_channels)
-        y0, y1, x0, x1 = (v // LUMA_STRIDE for v in plan.keep[-1])  # the output region on the grid
-        ys, xs = crop_to(current, (y0, y1, x0, x1))
+        y0, y1, x0, x1 = region
+        ys, xs = crop_to(current, region)
         uv = torch.sigmoid(self.head(x[:, ys, xs]))  # (B, h, w, 2)
         x, _ = self.run_stage(regular, x, t, current, plan, impl)
         s = LUMA_STRIDE  # the luma samples a grid pixel covers, pixel-unshuffled as codec.layout stores them
@@ -205,10 +208,28 @@ class HiNeRV(nn.Module):
         return x[:, ys, xs], plan.keep[n]
 
 
-def frames_by_offset(offsets: torch.Tensor) -> list[tuple[tuple[int, int], torch.Tensor]]:
-    """The batch's frames grouped by their (B, 2) canvas offsets: ((y, x), positions in the batch) per offset."""
-    unique, inverse = torch.unique(offsets, dim=0, return_inverse=True)
-    return [((int(o[0]), int(o[1])), (inverse == k).nonzero().squeeze(1)) for k, o in enumerate(unique)]
+def luma_window(region: Region, shift: tuple[int, int]) -> Region:
+    """The luma-map region of grid ``region``, moved by ``shift`` luma samples."""
+    y0, y1, x0, x1 = region
+    s = LUMA_STRIDE
+    return s * y0 + shift[0], s * y1 + shift[0], s * x0 + shift[1], s * x1 + shift[1]
+
+
+def frame_windows(config: HiNeRVConfig) -> torch.Tensor:
+    """(T, 4) long tensor, per frame: its window's offset on the canvas grid (y, x), and the luma samples its luma
+    window sits off twice that (-1 or 0 each way; 0 unless a luma stage renders motion of ``LUMA_STRIDE`` steps a
+    grid pixel). On the CPU even under a meta-device context: a lookup the model indexes, not a parameter."""
+    positions = torch.tensor(config.motion.positions(), dtype=torch.long, device="cpu")
+    offsets = torch.tensor(config.motion.offsets(), dtype=torch.long, device="cpu")
+    fine = config.luma is not None and config.motion.precision == LUMA_STRIDE
+    shifts = positions - LUMA_STRIDE * offsets if fine else torch.zeros_like(offsets)
+    return torch.cat([offsets, shifts], dim=1)
+
+
+def frames_by_offset(windows: torch.Tensor) -> list[tuple[tuple[int, ...], torch.Tensor]]:
+    """The batch's frames grouped by their (B, K) windows (``frame_windows``): (window, positions in the batch)."""
+    unique, inverse = torch.unique(windows, dim=0, return_inverse=True)
+    return [(tuple(int(v) for v in w), (inverse == k).nonzero().squeeze(1)) for k, w in enumerate(unique)]
 
 
 def cpu_chunks(batch: int, frame_bytes: int, limit: int = CPU_CHUNK_BYTES) -> int:

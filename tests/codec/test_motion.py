@@ -67,3 +67,22 @@ def test_the_residual_of_a_shift_is_zero_for_a_pan_and_large_for_a_wrong_one():
     assert aligned_residual(frames[0], frames[1], 1, 2) == pytest.approx(0, abs=1e-9)
     assert aligned_residual(frames[0], frames[1], -1, -2) > 1.0
     assert aligned_residual(frames[0], frames[1], 100, 0) == float("inf")
+
+
+def test_motion_modes_take_what_they_should():
+    from codec.motion import choose_motion
+
+    long_pan, shake = pan((0, 4), frames=8), pan((0, 1), frames=3)  # 28 luma pixels; 2 (1 grid pixel)
+    assert choose_motion(long_pan, (2, 2), (24, 32), "off") == (None, None, False)
+    for mode in ("auto", "global"):
+        taken = choose_motion(long_pan, (2, 2), (24, 32), mode)
+        assert taken.motion is not None and taken.motion.extent == (0, 14) and not taken.note
+        assert taken.line == "global motion: frames are windows of a 24x46 canvas (the camera's path spans 0x14 " \
+                             "grid pixels)"
+    small = choose_motion(shake, (2, 2), (24, 32), "auto")  # 1 of 32 grid pixels: under 10%
+    assert small.motion is None and "under 10% of the frame: not used" in small.line
+    assert choose_motion(shake, (2, 2), (24, 32), "global").motion.extent == (0, 1)
+    still = np.repeat(texture(48, 64)[None], 4, axis=0)
+    assert choose_motion(still, (2, 2), (24, 32), "global") == (None, "global motion: none found", False)
+    with pytest.raises(ValueError, match="--motion"):
+        choose_motion(still, (2, 2), (24, 32), "local")

@@ -194,6 +194,20 @@ def test_a_global_motion_encode_decodes_to_its_report(tmp_path):
     assert "windows of a 24x38 canvas" in _cli(["info", str(out)], tmp_path).stdout
 
 
+def test_a_path_too_long_for_a_canvas_encodes_without_motion_and_says_so(clip, tmp_path, monkeypatch):
+    import codec.motion
+    from inr.config import GlobalMotion
+
+    runaway = GlobalMotion.from_positions([(0, 0), (0, 500), (0, 1000)])  # far over 4x the 32-pixel-wide grid
+    monkeypatch.setattr(codec.motion, "estimate_motion", lambda *_: runaway)
+    logs = []
+    options = EncodeOptions(preset="xxs", epochs=1, prune_epochs=0, qat_epochs=0, frames=3, motion="global")
+    result = encode(clip, tmp_path / "r.bin", options, progress=False, log=logs.append)
+    said = "the camera's path spans 0x1000 grid pixels, over 4 times the frame: encoded without global motion"
+    assert f"note: {said}" in logs and result.notes == [said], logs
+    assert decode_file(result.output).num_frames == 3  # a file as without --motion
+
+
 def test_a_luma_stage_is_refused_for_video_other_than_420(tmp_path):
     from codec.video import Video, VideoFormat
     from codec.y4m import write_y4m

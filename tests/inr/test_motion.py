@@ -3,7 +3,7 @@ and frames rendered as windows of it."""
 import pytest
 import torch
 
-from inr.config import GlobalMotion, HiNeRVConfig, MotionRun
+from inr.config import GlobalMotion, HiNeRVConfig, LumaStage, MotionRun
 from inr.model import HiNeRV, count_parameters, frames_by_offset
 
 from .test_model import randomised, small_config
@@ -56,6 +56,11 @@ def test_the_motion_must_place_every_frame_and_keep_the_canvas_bounded():
         small_config(motion=runaway)
 
 
+def test_a_canvas_fits_within_four_times_the_frame_each_way():
+    motion = GlobalMotion.from_positions([(0, 0), (10, 40)])
+    assert motion.fits(10, 10) and motion.fits(3, 10) and not motion.fits(2, 10) and not motion.fits(10, 9)
+
+
 def test_the_canvas_sets_the_base_grid_and_the_parameters():
     motion = GlobalMotion.from_positions([(t, 2 * t) for t in range(12)])
     still, moving = small_config(), small_config(motion=motion)
@@ -68,9 +73,10 @@ def test_the_canvas_sets_the_base_grid_and_the_parameters():
         small_config(version=3)  # version 3 is the layout with motion
 
 
-def test_frames_are_grouped_by_offset():
-    groups = frames_by_offset(torch.tensor([[0, 1], [2, 3], [0, 1]]))
-    assert [(o, i.tolist()) for o, i in groups] == [((0, 1), [0, 2]), ((2, 3), [1])]
+def test_frames_are_grouped_by_window():
+    groups = frames_by_offset(torch.tensor([[0, 1, 0, 0], [2, 3, 0, -1], [0, 1, 0, 0], [0, 1, -1, 0]]))
+    assert [(o, i.tolist()) for o, i in groups] == [((0, 1, -1, 0), [3]), ((0, 1, 0, 0), [0, 2]),
+                                                     ((2, 3, 0, -1), [1])]
 
 
 def pan_model(luma=None) -> HiNeRV:
@@ -87,19 +93,37 @@ def time_invariant(model: HiNeRV) -> HiNeRV:
     return model
 
 
-@pytest.mark.parametrize("luma", [None, "stage"])
+@pytest.mark.parametrize("luma", [None, LumaStage(8)])
 def test_a_frame_is_its_window_of_the_canvas(luma):
-    from inr.config import LumaStage
-
-    model = pan_model(LumaStage(8) if luma else None)
+    model = pan_model(luma)
     c = model.config
     t = torch.arange(c.frames)
     with torch.no_grad():
         frames = model(t)
-        for k, (oy, ox) in enumerate(PAN):
-            window = model.render_region(t[k:k + 1], (oy, oy + c.height, ox, ox + c.width))
+        for k, ((oy, ox), (py, px)) in enumerate(zip(PAN, c.motion.positions())):
+            # with a luma stage the luma window sits at the position itself: -1 sample off the grid's where odd
+            shift = (py - 2 * oy, px - 2 * ox) if luma else (0, 0)
+            assert shift in {(0, 0), (0, -1), (-1, 0), (-1, -1)}
+            window = model.render_region(t[k:k + 1], (oy, oy + c.height, ox, ox + c.width), shift)
             torch.testing.assert_close(frames[k:k + 1], window, rtol=0, atol=1e-6)
     assert frames.shape == (c.frames, c.height, c.width, 6)
+
+
+def luma_plane(frames: torch.Tensor) -> torch.Tensor:
+    """(B, h, w, 6) 4:2:0 output grid -> (B, 2h, 2w) luma (its four channels are the 2x2 samples, row-major)."""
+    b, h, w, _ = frames.shape
+    return frames[..., :4].reshape(b, h, w, 2, 2).permute(0, 1, 3, 2, 4).reshape(b, 2 * h, 2 * w)
+
+
+def test_with_a_luma_stage_luma_moves_to_the_sample():
+    """A pan of 3 luma samples a frame (1.5 grid pixels): each frame's luma is frame 0's moved by 3k samples
+    exactly, where the grid's windows alone could only place it to 2 samples."""
+    model = time_invariant(pan_model(LumaStage(8)))
+    with torch.no_grad():
+        y = luma_plane(model(torch.arange(model.config.frames)))
+    for k, (py, px) in enumerate(model.config.motion.positions()):
+        assert (py, px) == (2 * k, 3 * k)
+        torch.testing.assert_close(y[k, :y.shape[1] - py, :y.shape[2] - px], y[0, py:, px:], rtol=0, atol=1e-5)
 
 
 def test_content_that_only_moved_stays_put_on_the_canvas():
