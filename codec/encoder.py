@@ -56,7 +56,7 @@ class EncodeOptions:
     #                                   (inr.presets.width_ratio: 0.85 at 3,000-200,000 parameters, else 0.5)
     min_width: int = 4  # no stage narrower than this
     luma_stage: str = "auto"  # a full-resolution luma stage (4:2:0): 'on', 'off', 'auto' (inr.presets.luma_stage)
-    motion: str = "off"  # global motion (codec.motion.choose_motion): frames rendered as windows of a canvas
+    motion: str = "auto"  # global motion (codec.motion.choose_motion): frames rendered as windows of a canvas
     bits: int = 6  # bits per quantized weight (uniform; sbs: outside the search)
     prune: float = 0.15  # fraction of weights pruned (global magnitude, uniform); 0 disables the stage
     loss: str = "yuvlog"  # see codec.losses.LOSSES

@@ -3,7 +3,8 @@
 A pan slides the frame over a scene; HiNeRV without a motion model holds each position of the scene at every time
 it is seen. ``estimate_motion`` finds the frame-to-frame translation of the luma plane by phase correlation (the
 peak of the normalised cross-power spectrum, refined to a fraction of a pixel), sums it into a path in whole luma
-pixels: ``inr.config.GlobalMotion``, which the model renders frames as windows of.
+pixels: ``inr.config.GlobalMotion``, which the model renders frames as windows of. ``choose_motion`` is what
+``--motion`` makes of it.
 """
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ from inr.config import MAX_CANVAS_GROWTH, GlobalMotion
 # the whole frame shares (a cut, a scene moving on its own): its step is 0. A clean pan peaks near 1.
 MIN_PEAK = 0.15
 # A step of a pixel or more is kept only if it aligns the frames: the mean absolute difference of the overlap once
-# shifted is at most this share of the difference unshifted. A small object crossing a flat still scene can win
-# the correlation (the validation set's surveillance clip: 2 px a frame, at 0.60-0.66 of it); pans come to ~0.
+# shifted is at most this share of the difference unshifted. A small object crossing a still scene can win the
+# correlation (the validation set's surveillance clip: its coin, 2 px a frame, at 0.60-0.66 of it); pans come to ~0.
 MAX_RESIDUAL = 0.5
 # --motion auto takes a path that spans at least this share of the frame on one axis. Smaller paths are camera
-# shake, and the tune clips' one (carphone: 1 grid pixel each way, frames shifted by it now and then) lost 0.4-0.6
-# dB PSNR-YUV with them (docs/results.md); pans and a tilting camera span 30-300% and gained.
+# shake, and the tune clips' one (carphone: 1 grid pixel each way, frames shifted by it now and then) lost 0.6 dB
+# PSNR-YUV with it (docs/results.md); pans and a tilting camera span 30-300% and gained.
 AUTO_MIN_SPAN = 0.1
 MOTION_MODES = ("auto", "off", "global")  # --motion
 

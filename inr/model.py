@@ -119,7 +119,7 @@ class HiNeRV(nn.Module):
             raise ValueError(f"region {region} is outside the {self.config.height}x{self.config.width} output")
         if self.windows is None:
             return self.render_region(t, region)
-        groups = frames_by_offset(self.windows[t.cpu()])
+        groups = frames_by_window(self.windows[t.cpu()])
         shifted = lambda o: (y0 + o[0], y1 + o[0], x0 + o[1], x1 + o[1])  # noqa: E731
         if len(groups) == 1:
             return self.render_region(t, shifted(groups[0][0]), groups[0][0][2:])
@@ -226,7 +226,7 @@ def frame_windows(config: HiNeRVConfig) -> torch.Tensor:
     return torch.cat([offsets, shifts], dim=1)
 
 
-def frames_by_offset(windows: torch.Tensor) -> list[tuple[tuple[int, ...], torch.Tensor]]:
+def frames_by_window(windows: torch.Tensor) -> list[tuple[tuple[int, ...], torch.Tensor]]:
     """The batch's frames grouped by their (B, K) windows (``frame_windows``): (window, positions in the batch)."""
     unique, inverse = torch.unique(windows, dim=0, return_inverse=True)
     return [(tuple(int(v) for v in w), (inverse == k).nonzero().squeeze(1)) for k, w in enumerate(unique)]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from inr.config import GlobalMotion, HiNeRVConfig, LumaStage, MotionRun
-from inr.model import HiNeRV, count_parameters, frames_by_offset
+from inr.model import HiNeRV, count_parameters, frames_by_window
 
 from .test_model import randomised, small_config
 
@@ -74,7 +74,7 @@ def test_the_canvas_sets_the_base_grid_and_the_parameters():
 
 
 def test_frames_are_grouped_by_window():
-    groups = frames_by_offset(torch.tensor([[0, 1, 0, 0], [2, 3, 0, -1], [0, 1, 0, 0], [0, 1, -1, 0]]))
+    groups = frames_by_window(torch.tensor([[0, 1, 0, 0], [2, 3, 0, -1], [0, 1, 0, 0], [0, 1, -1, 0]]))
     assert [(o, i.tolist()) for o, i in groups] == [((0, 1, -1, 0), [3]), ((0, 1, 0, 0), [0, 2]),
                                                      ((2, 3, 0, -1), [1])]
 
