@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from inr.config import MAX_CANVAS_GROWTH, GlobalMotion
+from inr.config import MAX_CANVAS_GROWTH, GlobalMotion, canvas_size
 
 # A frame pair whose correlation peak is below this (a fraction of the energy in one translation) has no motion
 # the whole frame shares (a cut, a scene moving on its own): its step is 0. A clean pan peaks near 1.
@@ -123,4 +123,5 @@ def choose_motion(luma: np.ndarray, grid_scale: tuple[int, int], grid_size: tupl
     if mode == "auto" and max(ey / h, ex / w) < AUTO_MIN_SPAN:
         return MotionChoice(None, f"global motion: {spans}, under {AUTO_MIN_SPAN:.0%} of the frame: not used "
                                   "(--motion global uses it)")
-    return MotionChoice(motion, f"global motion: frames are windows of a {h + ey}x{w + ex} canvas ({spans})")
+    canvas = "x".join(map(str, canvas_size(h, w, motion)))
+    return MotionChoice(motion, f"global motion: frames are windows of a {canvas} canvas ({spans})")

@@ -132,6 +132,12 @@ class GlobalMotion:
         return cls(precision, positions[0][0] - y0, positions[0][1] - x0, tuple(runs))
 
 
+def canvas_size(height: int, width: int, motion: GlobalMotion | None) -> tuple[int, int]:
+    """(rows, cols) of the canvas a ``height`` x ``width`` frame is a window of: the frame grown by the motion's
+    extent, or the frame itself without motion."""
+    return (height, width) if motion is None else (height + motion.extent[0], width + motion.extent[1])
+
+
 LUMA_STRIDE = 2  # the luma stage's upsampling: 4:2:0 has two luma samples a chroma sample each way
 YUV420_CHANNELS = LUMA_STRIDE ** 2 + 2  # the output grid of 4:2:0 video: four luma samples, U, V
 
@@ -235,11 +241,11 @@ class HiNeRVConfig:
     @property
     def canvas_height(self) -> int:
         """Rows of the output grid the network renders: the frame's, grown by the motion's extent."""
-        return self.height + (0 if self.motion is None else self.motion.extent[0])
+        return canvas_size(self.height, self.width, self.motion)[0]
 
     @property
     def canvas_width(self) -> int:
-        return self.width + (0 if self.motion is None else self.motion.extent[1])
+        return canvas_size(self.height, self.width, self.motion)[1]
 
     @property
     def base_height(self) -> int:

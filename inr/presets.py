@@ -17,7 +17,7 @@ import torch
 
 from common.registry import Registry
 
-from .config import YUV420_CHANNELS, GlobalMotion, HiNeRVConfig, LumaStage
+from .config import YUV420_CHANNELS, GlobalMotion, HiNeRVConfig, LumaStage, canvas_size
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def build_config(height: int, width: int, frames: int, out_channels: int, preset
     depth = stage_depth(params) if depth is None else depth
     ladder, expansion = ladder.for_budget(params), last_expansion(params)
     luma_cfg = luma_stage(params, out_channels, luma)
-    canvas_h, canvas_w = (height, width) if motion is None else (height + motion.extent[0], width + motion.extent[1])
+    canvas_h, canvas_w = canvas_size(height, width, motion)
     strides = choose_strides(canvas_h, canvas_w)
     up = math.prod(strides)
     base_area = -(-canvas_h // up) * -(-canvas_w // up)
