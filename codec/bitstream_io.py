@@ -188,9 +188,11 @@ def _layout(name: str, without: set[str]) -> type:
         frozen=True)
 
 
+_ModelV3 = _layout("HiNeRVConfigV3", set())
 _ModelV2 = _layout("HiNeRVConfigV2", {"motion"})
 _ModelV1 = _layout("HiNeRVConfigV1", {"motion", "luma"})
-_LEGACY = ((_ModelV2, 2, {"motion": None}), (_ModelV1, 1, {"motion": None, "luma": None}))
+# (layout, the version byte it must carry, the fields it lacks): one layout a version, one version a layout
+_LAYOUTS = ((_ModelV3, 3, {}), (_ModelV2, 2, {"motion": None}), (_ModelV1, 1, {"motion": None, "luma": None}))
 
 
 def write_model_config(config: HiNeRVConfig) -> bytes:
@@ -201,27 +203,30 @@ def write_model_config(config: HiNeRVConfig) -> bytes:
 
 
 def read_model_config(payload: bytes) -> HiNeRVConfig:
-    """The MODEL section of any version: an older payload reads as the same model today (no motion, no luma)."""
-    try:
-        config = unpack_dataclass(HiNeRVConfig, payload)
-        if config.motion is None:  # one layout a config: without motion it is version 2's, not this one
-            raise BitstreamError("MODEL: a version-2 config written with a motion field")
-        return config
-    except BitstreamError as current:
-        for layout, version, missing in _LEGACY:
-            try:
-                old = unpack_dataclass(layout, payload)
-            except BitstreamError:
-                continue
-            if old.version != version:
-                continue
-            fields = {f.name: getattr(old, f.name) for f in dataclasses.fields(layout)}
-            fields.update(version=2, **missing)
-            try:
-                return HiNeRVConfig(**fields)
-            except ValueError as e:
-                raise BitstreamError(f"invalid HiNeRVConfig in MODEL (version {version}): {e}") from None
-        raise current from None
+    """The MODEL section of any version: an older payload reads as the same model today (no motion, no luma).
+
+    Each config has one spelling, the one ``write_model_config`` gives it: version 3's layout carries the byte 3
+    and a motion, version 2's and 1's their own bytes (``HiNeRVConfig`` would promote a 2 beside a motion to 3)."""
+    first = None
+    for layout, version, missing in _LAYOUTS:
+        try:
+            stored = unpack_dataclass(layout, payload)
+        except BitstreamError as e:
+            first = first or e
+            continue
+        if layout is _ModelV3 and stored.motion is None:
+            first = first or BitstreamError("MODEL: a version-2 config written with a motion field")
+            continue
+        if stored.version != version:
+            first = first or BitstreamError(f"MODEL: version {stored.version} in version {version}'s layout")
+            continue
+        fields = {f.name: getattr(stored, f.name) for f in dataclasses.fields(layout)}
+        fields.update(version=3 if layout is _ModelV3 else 2, **missing)
+        try:
+            return HiNeRVConfig(**fields)
+        except ValueError as e:
+            raise BitstreamError(f"invalid HiNeRVConfig in MODEL (version {version}): {e}") from None
+    raise first
 
 
 def read_bitstream(data: bytes, limits: DecodeLimits = DecodeLimits()) -> ParsedFile:

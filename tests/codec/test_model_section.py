@@ -8,7 +8,7 @@ import pytest
 from bitstream.container import SectionType
 from bitstream.errors import BitstreamError
 from bitstream.fields import pack_dataclass
-from codec.bitstream_io import _ModelV1, _ModelV2, _sections, read_file_bytes, read_model_config, write_model_config
+from codec.bitstream_io import _ModelV1, _ModelV2, _ModelV3, _sections, read_file_bytes, read_model_config, write_model_config
 from inr.config import GlobalMotion, HiNeRVConfig, LumaStage
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "v1_entropy.bin"
@@ -38,6 +38,14 @@ def test_a_config_without_motion_keeps_version_2s_bytes():
     assert len(write_model_config(config(luma=LumaStage(8), motion=PAN))) > len(pack_dataclass(v2))
     with pytest.raises(BitstreamError, match="motion field"):  # one layout a config: no absent-motion byte
         read_model_config(pack_dataclass(cfg))
+
+
+def test_a_config_with_motion_has_one_spelling():
+    cfg = config(luma=LumaStage(8), motion=PAN)
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(_ModelV3)}
+    assert pack_dataclass(_ModelV3(**fields)) == write_model_config(cfg)
+    with pytest.raises(BitstreamError, match="version 2 in version 3's layout"):  # HiNeRVConfig would promote it
+        read_model_config(pack_dataclass(_ModelV3(**{**fields, "version": 2})))
 
 
 def test_a_version_1_payload_reads_as_the_same_model_without_a_luma_stage():
