@@ -8,7 +8,8 @@ import pytest
 from bitstream.container import SectionType
 from bitstream.errors import BitstreamError
 from bitstream.fields import pack_dataclass
-from codec.bitstream_io import _ModelV1, _ModelV2, _ModelV3, _sections, read_file_bytes, read_model_config, write_model_config
+from codec.bitstream_io import (_ModelV1, _ModelV2, _ModelV3, _sections, read_file_bytes, read_model_config,
+                                write_model_config)
 from inr.config import GlobalMotion, HiNeRVConfig, LumaStage
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "v1_entropy.bin"
