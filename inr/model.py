@@ -143,7 +143,7 @@ class HiNeRV(nn.Module):
             bands = [(a, b, x0, x1) for a, b in zip(rows, rows[1:])]
         if chunks == 1 and len(bands) == 1:
             return self.render(t, plan, region)
-        plans = [self.plan(band, luma_shift) for band in bands]
+        plans = [plan] if len(bands) == 1 else [self.plan(band, luma_shift) for band in bands]
         with parametrize.cached():  # quantized weights (and their noise) once per batch, as in one pass
             return torch.cat([torch.cat([self.render(part, p, band) for p, band in zip(plans, bands)], dim=1)
                               for part in t.tensor_split(chunks)])
