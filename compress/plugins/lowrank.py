@@ -10,6 +10,7 @@ the file codes; the file's PLUGINS record holds the ranks, from which the decode
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Literal
 
@@ -27,7 +28,10 @@ MAX_RANK = 1 << 16
 
 
 class LowRankLinear(nn.Module):
-    """``x @ v.T @ u.T + bias``: a linear layer of rank ``rank`` (``u``: out × r, ``v``: r × in)."""
+    """``x @ v.T @ u.T + bias``: a linear layer of rank ``rank`` (``u``: out × r, ``v``: r × in).
+
+    Built with defined values (each factor as ``nn.Linear`` draws its weight), never ``torch.empty``'s: a layer
+    rebuilt on resume meets its quantizer before the checkpoint's values arrive, and the quantizer refuses NaN."""
 
     def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = True) -> None:
         super().__init__()
@@ -35,6 +39,14 @@ class LowRankLinear(nn.Module):
         self.u = nn.Parameter(torch.empty(out_features, rank))
         self.v = nn.Parameter(torch.empty(rank, in_features))
         self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for factor in (self.u, self.v):
+            nn.init.kaiming_uniform_(factor, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_features)
+            nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(F.linear(x, self.v), self.u, self.bias)

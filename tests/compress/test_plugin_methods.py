@@ -116,6 +116,20 @@ def test_lowrank_factorises_respects_ranks_and_rebuilds_from_its_record():
         too_many.rebuild(_model())
 
 
+def test_a_rebuilt_lowrank_layer_holds_defined_values_before_the_checkpoints():
+    """On resume the rebuilt factors meet their quantizer before the checkpoint's values arrive: they must be
+    drawn, not torch.empty's memory (which held NaN one run in ten: CI, session 26)."""
+    layers = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        layers.append(LowRankLinear(48, 64, 5))
+    first, second = layers
+    for name, value in first.named_parameters():
+        fan_in = 48 if name == "bias" else value.shape[1]
+        assert torch.equal(value, dict(second.named_parameters())[name]), name  # the seed's, not memory's
+        assert value.abs().max() <= 1 / math.sqrt(fan_in) and value.std() > 0, name
+
+
 def test_kmeans_1d_finds_clusters_and_shared_weights_train_per_cluster():
     x = torch.cat([torch.full((50,), -1.0), torch.full((30,), 0.5), torch.full((20,), 2.0)]) + 0.01 * torch.randn(100)
     c, idx = kmeans_1d(x, 4, 20)
