@@ -118,7 +118,7 @@ def test_lowrank_factorises_respects_ranks_and_rebuilds_from_its_record():
 
 def test_a_rebuilt_lowrank_layer_holds_defined_values_before_the_checkpoints():
     """On resume the rebuilt factors meet their quantizer before the checkpoint's values arrive: they must be
-    drawn, not torch.empty's memory (which held NaN one run in ten: CI, session 26)."""
+    drawn, not torch.empty's memory (which held NaN about one run in ten)."""
     layers = []
     for _ in range(2):
         torch.manual_seed(3)
