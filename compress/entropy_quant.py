@@ -10,7 +10,9 @@ Works on any ``nn.Module`` (NVRC-style rate-distortion training). Every selected
 
 Modes of the forward pass (the decoder always sees the ``hard`` values):
 
-* ``noise`` (the differentiable proxy): ŵ = w + Δ·u, u ~ U(−½, ½); the rate uses y = w/Δ + u';
+* ``noise`` (the differentiable proxy): ŵ = w + Δ·u, u ~ U(−½, ½); the rate uses y = w/Δ + u'. With a
+  ``temperature`` T > 0 (the ``softround`` plugin anneals it) the proxy soft-rounds first, as C3 trains its
+  latents: ŵ = Δ·s_T(s_T(w/Δ) + u), the rate on s_T(w/Δ) + u' (:func:`soft_round`; T → 0 is hard rounding);
 * ``ste``: ŵ = Δ̂·round(w/Δ̂) with straight-through gradients (Δ̂: Δ as the file stores it, an 8-bit
   minifloat of ``bitstream.compact``);
 * ``hard`` (eval mode, whatever the mode): the exact values the bitstream decodes to, ``q * Δ̂`` in float32.
@@ -62,6 +64,8 @@ __all__ = [
     "rate_bits",
     "rescale_steps_",
     "set_mode_",
+    "set_temperature_",
+    "soft_round",
     "symbol_bits",
     "tensor_rate_bits",
 ]
@@ -109,6 +113,17 @@ def stored_locs(locs: torch.Tensor) -> torch.Tensor:
     return ste(locs, round_loc(locs.detach()))
 
 
+def soft_round(y: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+    """Agustsson & Theis's soft rounding: ⌊y⌋ + ½ + tanh(r/T) / (2·tanh(1/(2T))) with r = y − ⌊y⌋ − ½.
+
+    Continuous and monotone in y, equal to y at every integer; the identity as T → ∞ and rounding as T → 0, so
+    annealing T moves a noise proxy's forward pass towards the hard rounding the file holds while the gradient
+    stays informative. ``temperature`` > 0: a number, or a tensor that broadcasts against ``y``.
+    """
+    base = torch.floor(y) + 0.5
+    return base + 0.5 * torch.tanh((y - base) / temperature) / torch.tanh(0.5 / torch.as_tensor(temperature))
+
+
 _OPEN = 50.0  # a standardised bound this far out holds all the tail mass (e^-50, Φ(-50) ~ 0)
 
 
@@ -148,6 +163,7 @@ class EntropyQuant(nn.Module):
         spread = float((x - x.median()).abs().mean()) / step if x.numel() else 1.0
         self.kind = config.distribution
         self.mode = "noise"
+        self.temperature = 0.0  # noise mode: soft-round at this T first (0: the plain noise proxy); set by a hook
         self.axis = axis
         # (log Δ, loc, log scale) / PARAM_SPEED: one learned 3-vector (see PARAM_SPEED)
         self.raw = nn.Parameter(torch.tensor([math.log(step), 0.0, math.log(max(spread, 0.1))]) / PARAM_SPEED)
@@ -204,7 +220,10 @@ class EntropyQuant(nn.Module):
             q = torch.round(y).clamp(-SYMBOL_MAX, SYMBOL_MAX)
             return y + (q - y).detach(), step
         step = self._along(self.log_step.exp(), x.ndim)
-        return x.float() / step + (torch.rand_like(x, dtype=torch.float32) - 0.5), step
+        y, noise = x.float() / step, torch.rand_like(x, dtype=torch.float32) - 0.5
+        if self.temperature > 0:
+            return soft_round(soft_round(y, self.temperature) + noise, self.temperature), step
+        return y + noise, step
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:  # exactly the decoder's q * step in float32
@@ -292,6 +311,14 @@ def set_mode_(model: nn.Module, mode: str) -> None:
         q.mode = mode
 
 
+def set_temperature_(model: nn.Module, temperature: float) -> None:
+    """Soft-round every EntropyQuant's noise proxy of ``model`` at ``temperature`` (0: the plain proxy)."""
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ValueError(f"set_temperature_: expected a finite temperature >= 0, got {temperature!r}")
+    for _, q, _ in entropy_tensors(model):
+        q.temperature = float(temperature)
+
+
 @functools.lru_cache(maxsize=8)
 def _layout(shapes: tuple[tuple[tuple[int, ...], int | None], ...], device: torch.device
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -345,12 +372,15 @@ def tensor_rate_bits(model: nn.Module, hard: bool | None = None) -> torch.Tensor
     q = torch.round(y).clamp(-SYMBOL_MAX, SYMBOL_MAX)
     rounded = y + (q - y).detach()
     first = last = None
+    if not all(hard_flags):
+        noisy = _soft_rounded(y, [0.0 if h else quant.temperature for h, quant in zip(hard_flags, qs)], seg)
+        noisy = noisy + (torch.rand_like(y) - 0.5)
     if all(hard_flags):
         y = rounded
     elif any(hard_flags):
-        y = torch.where(is_hard.index_select(0, seg), rounded, y + (torch.rand_like(y) - 0.5))
+        y = torch.where(is_hard.index_select(0, seg), rounded, noisy)
     else:
-        y = y + (torch.rand_like(y) - 0.5)
+        y = noisy
     if any(hard_flags):  # the coded support of each tensor is [min q, max q]: its end bins take the tails
         h = is_hard.index_select(0, seg)
         big = torch.full((len(found),), float(SYMBOL_MAX + 1), device=device)
@@ -368,6 +398,14 @@ def tensor_rate_bits(model: nn.Module, hard: bool | None = None) -> torch.Tensor
         bits = symbol_bits(kind, y[pick], mu[pick], sc[pick], *(sub or (None, None)))
         out = out.index_add(0, seg[pick], bits)
     return out
+
+
+def _soft_rounded(y: torch.Tensor, temperatures: list[float], seg: torch.Tensor) -> torch.Tensor:
+    """``y`` soft-rounded at each element's tensor's temperature (0: left as it is)."""
+    if not any(t > 0 for t in temperatures):
+        return y
+    t = torch.tensor(temperatures, device=y.device, dtype=y.dtype).index_select(0, seg)
+    return torch.where(t > 0, soft_round(y, t.clamp_min(1e-6)), y)
 
 
 def rate_bits(model: nn.Module, hard: bool | None = None) -> torch.Tensor:

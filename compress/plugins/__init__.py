@@ -3,4 +3,4 @@
 Importing this package registers every plugin in ``compress.hooks.PLUGINS``; ``hinerv plugins`` lists them.
 """
 # each registers itself
-from compress.plugins import cap, htsgd, indistill, kmeans, l1, lowrank, mwt, sharedproj  # noqa: F401
+from compress.plugins import cap, htsgd, indistill, kmeans, l1, lowrank, mwt, sharedproj, softround  # noqa: F401
