@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from codec.fileio import atomic_write_bytes  # noqa: E402
 from codec.video import read_video  # noqa: E402
 from codec.y4m import write_y4m  # noqa: E402
 from eval.anchors import run_anchor_ladder  # noqa: E402
@@ -56,14 +57,17 @@ def kept_clip(folder: Path, video) -> Path:
 
 
 def anchor_points(video, folder: Path, qps: list[int]) -> list[dict]:
-    """x265 veryslow at each QP (kept in ``x265.json``)."""
+    """x265 veryslow at each QP, in the order asked: kept in ``x265.json``, which a later run with other QPs
+    extends (only the QPs it lacks are encoded)."""
     path = folder / "x265.json"
-    if not path.exists():
-        points = [{"qp": r.qp, "bpp": r.bpp, "bytes": r.bytes, "psnr_y": m.psnr_y, "psnr_u": m.psnr_u,
-                   "psnr_v": m.psnr_v, "psnr_yuv": m.psnr_yuv}
-                  for r, m in run_anchor_ladder(video, "x265", qps, msssim=False)]
-        path.write_text(json.dumps(points, indent=2))
-    return json.loads(path.read_text())
+    kept = {p["qp"]: p for p in (json.loads(path.read_text()) if path.exists() else [])}
+    missing = [qp for qp in qps if qp not in kept]
+    if missing:
+        for r, m in run_anchor_ladder(video, "x265", missing, msssim=False):
+            kept[r.qp] = {"qp": r.qp, "bpp": r.bpp, "bytes": r.bytes, "psnr_y": m.psnr_y, "psnr_u": m.psnr_u,
+                          "psnr_v": m.psnr_v, "psnr_yuv": m.psnr_yuv}
+        atomic_write_bytes(path, json.dumps([kept[qp] for qp in sorted(kept)], indent=2).encode())
+    return [kept[qp] for qp in qps]
 
 
 def hinerv_point(clip: Path, folder: Path, bpp: float, extra: list[str], threads: int,
