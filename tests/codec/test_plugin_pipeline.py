@@ -192,12 +192,13 @@ def test_each_method_decodes_to_the_encoders_reconstruction(clip, tmp_path, spec
 
 @pytest.mark.parametrize("spec,stage", [(METHODS[0], "qat"), (METHODS[1], "qat"), (METHODS[2], "prune"),
                                         (METHODS[4], "train"), (METHODS[4], "prune"), (METHODS[5], "train"),
-                                        (METHODS[6], "train")])
+                                        (METHODS[6], "train"), ("softround", "prune")])
 def test_a_method_with_state_resumes_to_the_same_bytes(clip, tmp_path, spec, stage, interrupt):
     """lowrank rebuilds its layers from its ranks, kmeans its clusters; cap, stopped mid-way through its pruning,
     its banks (the dense model and a snapshot) and its importance scores; mwt its mask generators and running
     masks (train), or its modules (prune); indistill, stopped in its curriculum, its teacher (kept beside the
-    output) and its phase; sharedproj its teacher, its projections and their optimizer."""
+    output) and its phase; sharedproj its teacher, its projections and their optimizer; softround, stopped in the
+    rate stage, the temperature of the step it stopped at."""
     options = dataclasses.replace(FAST, plugins=(spec,))
     ref, out = tmp_path / "ref.bin", tmp_path / "resumed.bin"
     encode(clip, ref, options, **QUIET)

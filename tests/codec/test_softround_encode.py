@@ -1,4 +1,5 @@
-"""The ``softround`` plugin in an encode: the rate stage's temperatures, the decode, resume, the refusal."""
+"""The ``softround`` plugin in an encode: the rate stage's temperatures, the decode, the refusal (its resume:
+tests/codec/test_plugin_pipeline.py)."""
 from __future__ import annotations
 
 import dataclasses
@@ -38,15 +39,6 @@ def test_an_encode_anneals_the_rate_stage_and_decodes_to_its_reconstruction(clip
     with torch.no_grad():
         decoded = build_model(parsed.config, parsed.tensors, parsed.plugins)(torch.arange(6))
     assert torch.equal(decoded, capture.frames)  # the eval-mode forward never soft-rounds
-
-
-def test_a_softround_encode_resumes_to_the_same_bytes(clip, tmp_path, interrupt):
-    ref, out = tmp_path / "ref.bin", tmp_path / "resumed.bin"
-    encode(clip, ref, FAST, **QUIET)
-    with pytest.raises(KeyboardInterrupt):
-        encode(clip, out, FAST, observers=[interrupt("prune", 3)], **QUIET)
-    encode(clip, out, FAST, resume=True, **QUIET)
-    assert out.read_bytes() == ref.read_bytes()
 
 
 def test_another_quantizer_is_refused_in_one_line(clip, tmp_path):
