@@ -117,8 +117,8 @@ def soft_round(y: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tens
     """Agustsson & Theis's soft rounding: ⌊y⌋ + ½ + tanh(r/T) / (2·tanh(1/(2T))) with r = y − ⌊y⌋ − ½.
 
     Continuous and monotone in y, equal to y at every integer; the identity as T → ∞ and rounding as T → 0, so
-    annealing T moves a noise proxy's forward pass towards the hard rounding the file holds while the gradient
-    stays informative. ``temperature`` > 0: a number, or a tensor that broadcasts against ``y``.
+    annealing T moves a noise proxy's forward pass towards the hard rounding the file holds (its slope near the
+    integers falls with T). ``temperature`` > 0: a number, or a tensor that broadcasts against ``y``.
     """
     base = torch.floor(y) + 0.5
     return base + 0.5 * torch.tanh((y - base) / temperature) / torch.tanh(0.5 / torch.as_tensor(temperature))
