@@ -64,6 +64,7 @@ __all__ = [
     "encode",
     "estimate_bits",
     "fit_and_encode",
+    "fit_model",
     "fit_packed",
     "inline_payload_size",
     "is_streamed",
@@ -991,6 +992,13 @@ def fit_packed(symbols: Any, compact: bool, stored_bits: Callable[[ModelSpec], f
         return stored_bits(wrapped) + (payload if is_streamed(wrapped) else 0.0), payload
 
     return _smallest(sym, packed, compact)
+
+
+def fit_model(name: str, symbols: Any, compact: bool = True) -> ModelSpec | None:
+    """The registered model ``name`` fitted to ``symbols`` as the coder fits it (``compact``: its parameters on
+    the packed section's grids); None where that model does not apply (e.g. a parametric one to equal symbols)."""
+    sym = _check_symbols(symbols)
+    return MODELS.get(name).fit(sym, _Stats.of(sym), compact)
 
 
 def spec_payload_bits(symbols: Any, spec: ModelSpec) -> float:

@@ -28,25 +28,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bitstream.distributions import LOG_PROB_FLOOR, log_interval_prob  # noqa: E402
-from bitstream.entropy import empirical_entropy_bits  # noqa: E402
+from bitstream.entropy import empirical_entropy_bits, fit_model, spec_payload_bits  # noqa: E402
 
 MODEL_SIDE_BITS = 20  # a Laplace's loc (quarter symbols, 12 bits) and scale (an 8-bit minifloat)
-SCALES = np.exp2(np.linspace(-6.0, 14.0, 161))  # the scales a fit tries, in symbol units (1/8 octave apart)
 
 
 def laplace_bits(symbols: np.ndarray) -> float:
-    """Bits of ``symbols`` under the quantized Laplace that codes them shortest (loc: their median to a quarter
-    symbol; scale: the best of ``SCALES``), side information not included."""
+    """Bits of ``symbols`` under a quantized Laplace fitted as the coder fits the file's (``bitstream.entropy``),
+    side information not included; 0 for equal symbols."""
     s = np.asarray(symbols, dtype=np.int64).ravel()
-    if s.size == 0:
-        return 0.0
-    values, counts = np.unique(s, return_counts=True)
-    loc = round(4 * float(np.median(s))) / 4
-    lo = (values[:, None] - 0.5 - loc) / SCALES[None, :]
-    hi = (values[:, None] + 0.5 - loc) / SCALES[None, :]
-    log_p = np.maximum(log_interval_prob("laplace", lo, hi), LOG_PROB_FLOOR)
-    return float((-(counts[:, None] * log_p).sum(axis=0) / math.log(2.0)).min())
+    spec = fit_model("laplace", s) if s.size else None
+    return 0.0 if spec is None else spec_payload_bits(s, spec)
 
 
 def row_bits(symbols: np.ndarray) -> float:
